@@ -1,0 +1,227 @@
+"""Load and validate calendar and unit files, reporting every problem as ``path:line: message``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apprise
+import yaml
+from pydantic import ValidationError
+
+from calendars.schema import CalendarFile, DutySpec, LadderSpec, UnitSpec
+from calendars.workdays import WorkdayCalendar, load_overrides
+
+WORKDAY_FOLDER = "workdays"
+
+
+class CalendarError(Exception):
+    """Raised with every problem found, so one run reports them all."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class LineDict(dict[str, Any]):
+    """A YAML mapping that remembers the line of itself and of each key."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    mapping = LineDict()
+    mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in mapping:
+            raise yaml.MarkedYAMLError(
+                "while reading a mapping", node.start_mark, f"duplicate key {key!r}", key_node.start_mark
+            )
+        mapping[key] = loader.construct_object(value_node, deep=True)
+        mapping.key_lines[str(key)] = key_node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+@dataclass(frozen=True)
+class Location:
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass
+class Program:
+    """Everything the calendars say: units, ladders, duties and the working-day calendar."""
+
+    units: dict[str, UnitSpec] = field(default_factory=dict)
+    ladders: dict[str, LadderSpec] = field(default_factory=dict)
+    duties: dict[str, DutySpec] = field(default_factory=dict)
+    workdays: WorkdayCalendar = field(default_factory=WorkdayCalendar)
+    where: dict[tuple[str, str], Location] = field(default_factory=dict)
+
+    def resolve(self, selector: str) -> list[str]:
+        """Unit ids for a selector: a unit id, ``kind:X`` or ``tag:X``."""
+        if selector.startswith("kind:"):
+            return [u.id for u in self.units.values() if u.kind == selector[5:]]
+        if selector.startswith("tag:"):
+            return [u.id for u in self.units.values() if selector[4:] in u.tags]
+        return [selector] if selector in self.units else []
+
+    def resolve_near(self, selector: str, unit_id: str) -> list[str]:
+        """Resolve a lead selector for one unit: prefer units in the same district, else city-level ones."""
+        found = self.resolve(selector)
+        district = self.units[unit_id].district or unit_id
+        local = [u for u in found if self.units[u].district == district or u == district]
+        if local:
+            return local
+        return [u for u in found if self.units[u].district is None]
+
+    def assignees(self, duty: DutySpec) -> list[str]:
+        return sorted({unit for selector in duty.assignees for unit in self.resolve(selector)})
+
+
+def load_program(root: Path) -> Program:
+    """Read every calendar file under ``root``; raise ``CalendarError`` listing all problems."""
+    program, problems = _read(root)
+    if problems:
+        raise CalendarError(problems)
+    return program
+
+
+def check(root: Path) -> list[str]:
+    try:
+        load_program(root)
+    except CalendarError as error:
+        return error.problems
+    return []
+
+
+def _read(root: Path) -> tuple[Program, list[str]]:
+    program, problems = Program(), []
+    if not root.is_dir():
+        return program, [f"{root}:0: calendar folder not found"]
+    files = sorted(p for p in root.rglob("*.yaml") if WORKDAY_FOLDER not in p.relative_to(root).parts)
+    if not files:
+        problems.append(f"{root}:0: no calendar files (*.yaml) found")
+    unreadable = False
+    for path in files:
+        file_problems, parsed = _read_file(path, program)
+        problems += file_problems
+        unreadable = unreadable or not parsed
+    overrides = sorted((root / WORKDAY_FOLDER).glob("*.yaml"))
+    try:
+        program.workdays = load_overrides(overrides)
+    except (KeyError, ValueError, TypeError, yaml.YAMLError) as exc:
+        problems.append(f"{root / WORKDAY_FOLDER}:1: bad working-day override: {exc}")
+    if not unreadable:  # references are checked only when every file parsed, so one bad file does not cascade
+        problems += _cross_check(program)
+    return program, problems
+
+
+def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
+    """Problems in one file, and whether it parsed (so its units and duties are known)."""
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader) or LineDict()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else 0
+        return [f"{path}:{line}: YAML: {exc.problem}"], False
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return [f"{path}:0: cannot read: {exc}"], False
+    if not isinstance(raw, dict):
+        return [f"{path}:1: expected a mapping with units, ladders or duties"], False
+    try:
+        parsed = CalendarFile.model_validate(raw)
+    except ValidationError as exc:
+        return [f"{path}:{_line_of(raw, err['loc'])}: {_describe(err)}" for err in exc.errors()], False
+    problems: list[str] = []
+    sections: tuple[tuple[str, str, list[Any], dict[str, Any]], ...] = (
+        ("unit", "units", parsed.units, program.units),
+        ("ladder", "ladders", parsed.ladders, program.ladders),
+        ("duty", "duties", parsed.duties, program.duties),
+    )
+    for kind, section, items, known in sections:
+        for index, item in enumerate(items):
+            here = Location(str(path), _line_of(raw, (section, index)))
+            previous = program.where.get((kind, item.id))
+            if previous is not None:
+                problems.append(f"{here}: duplicate {kind} id {item.id!r} (first at {previous})")
+                continue
+            known[item.id] = item
+            program.where[(kind, item.id)] = here
+    for index, unit in enumerate(parsed.units):
+        for number, contact in enumerate(unit.contacts):
+            line = _line_of(raw, ("units", index, "contacts", number))
+            program.where[("contact", f"{unit.id}/{contact.name}")] = Location(str(path), line)
+    return problems, True
+
+
+def _cross_check(program: Program) -> list[str]:
+    problems = []
+    for unit in program.units.values():
+        here = program.where[("unit", unit.id)]
+        if unit.district is not None and unit.district not in program.units:
+            problems.append(f"{here}: unit {unit.id}: unknown district {unit.district!r}")
+        problems += _contact_problems(unit, program)
+    for duty in program.duties.values():
+        here = program.where[("duty", duty.id)]
+        if duty.ladder not in program.ladders:
+            problems.append(f"{here}: duty {duty.id}: unknown ladder {duty.ladder!r}")
+        for selector in (*duty.lead, *duty.cooperating, *duty.assignees):
+            if not program.resolve(selector):
+                problems.append(f"{here}: duty {duty.id}: unknown unit or group {selector!r}")
+    return problems
+
+
+def _contact_problems(unit: UnitSpec, program: Program) -> Iterable[str]:
+    seen: set[str] = set()
+    for contact in unit.contacts:
+        here = program.where[("contact", f"{unit.id}/{contact.name}")]
+        if contact.name in seen:
+            yield f"{here}: unit {unit.id}: duplicate contact name {contact.name!r}"
+        seen.add(contact.name)
+        # A bad URL would be dropped silently by apprise at send time; refuse it here instead.
+        if apprise.Apprise.instantiate(contact.url) is None:
+            yield f"{here}: unit {unit.id}: contact {contact.name!r}: invalid apprise URL {_redact(contact.url)!r}"
+
+
+def _redact(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://…" if "@" in rest or len(rest) > 40 else url
+
+
+def _line_of(raw: Any, loc: Iterable[Any]) -> int:
+    """The line of the deepest YAML node the error location reaches."""
+    line, node = getattr(raw, "line", 1), raw
+    for part in loc:
+        if isinstance(node, LineDict) and part in node:
+            line = node.key_lines.get(str(part), line)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            line = getattr(node, "line", line)
+        else:
+            break
+    return line
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown field {where!r}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

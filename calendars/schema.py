@@ -1,0 +1,158 @@
+"""The calendar file schema: the policy as data.
+
+A calendar file holds any of ``units``, ``ladders`` and ``duties``. Every model forbids unknown fields, so a typo is an
+error with a line number rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time as TimeOfDay
+from typing import Literal
+
+from dateutil.rrule import rrulestr
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+KIND_PATTERN = r"^[a-z][a-z0-9_]*$"
+CLAUSE_PATTERN = re.compile(r"(附件\d|[一二三四五六七八九十]+)")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ContactSpec(Strict):
+    name: str = Field(min_length=1)
+    url: str = Field(min_length=3, description="One apprise URL: one recipient on one channel")
+    role: Literal["staff", "leader"] = "staff"
+
+    @property
+    def channel(self) -> str:
+        return self.url.split("://", 1)[0].lower()
+
+
+class UnitSpec(Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1)
+    kind: str = Field(pattern=KIND_PATTERN, description="city_office, district, street, market, …")
+    district: str | None = Field(default=None, description="Id of the district or county the unit belongs to")
+    tags: list[str] = []
+    contacts: list[ContactSpec] = []
+
+
+class LevelSpec(Strict):
+    level: int = Field(ge=1, le=3)
+    name: Literal["交办", "督办", "约谈"]
+    timeout_workdays: int = Field(ge=1, le=60, description="Working days the unit has at this level")
+    audience: list[Literal["unit", "unit_leaders", "lead", "city_office", "district_office"]]
+
+
+class LadderSpec(Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    clause: str = Field(min_length=2)
+    grace_workdays: int = Field(default=0, ge=0, le=30, description="Working days after the due date before 交办")
+    levels: list[LevelSpec] = Field(min_length=1)
+    inferred: bool = False
+    assumption: str = ""
+
+    @model_validator(mode="after")
+    def _levels_in_order(self) -> LadderSpec:
+        if self.inferred and not self.assumption.strip():
+            raise ValueError("inferred: true needs an assumption saying what was assumed and why")
+        numbers = [level.level for level in self.levels]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValueError(f"levels must be numbered 1, 2, 3 in order, got {numbers}")
+        return self
+
+
+class RecurrenceSpec(Strict):
+    rrule: str = Field(description="RFC 5545 rule for the start of each period, e.g. FREQ=MONTHLY;BYMONTH=2,4")
+    period: Literal["week", "month"]
+
+    @field_validator("rrule")
+    @classmethod
+    def _valid_rrule(cls, value: str) -> str:
+        if "DTSTART" in value.upper():
+            raise ValueError("leave DTSTART out: periods are anchored by the planner")
+        try:
+            rrulestr(value, dtstart=None, forceset=False)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"invalid RRULE {value!r}: {exc}") from None
+        return value
+
+
+class DueSpec(Strict):
+    rule: Literal["last_workday", "day_of_period", "nth_workday"] = "last_workday"
+    day: int | None = Field(default=None, ge=1, le=31, description="For day_of_period")
+    n: int | None = Field(default=None, ge=1, le=23, description="For nth_workday")
+    time: TimeOfDay = TimeOfDay(17, 0)
+    month_end: Literal["clamp", "skip"] = Field(
+        default="clamp", description="day_of_period beyond the month's end: clamp to the last day, or skip"
+    )
+    roll: Literal["none", "forward", "backward"] = Field(
+        default="backward", description="day_of_period on a holiday: move to a working day"
+    )
+
+    @model_validator(mode="after")
+    def _parameters_match_rule(self) -> DueSpec:
+        if self.rule == "day_of_period" and self.day is None:
+            raise ValueError("rule day_of_period needs day")
+        if self.rule == "nth_workday" and self.n is None:
+            raise ValueError("rule nth_workday needs n")
+        return self
+
+
+class DutySpec(Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    family: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    clause: str = Field(min_length=2, description="Where the guidance says it, e.g. 附件1 第6项 举措2")
+    quote: str = Field(min_length=1, description="The words of the guidance this duty implements")
+    lead: list[str] = Field(min_length=1, description="Unit ids, kind:X or tag:X")
+    cooperating: list[str] = []
+    assignees: list[str] = Field(min_length=1, description="Who must do it: unit ids, kind:X or tag:X")
+    recurrence: RecurrenceSpec
+    due: DueSpec = DueSpec()
+    reminders: list[int] = Field(default=[3, 1, 0], description="Days before the due date, sent at remind_time")
+    remind_time: TimeOfDay = TimeOfDay(9, 0)
+    monthly_tasks: dict[int, list[str]] = {}
+    ladder: str = "default"
+    inferred: bool = False
+    assumption: str = ""
+
+    @field_validator("clause")
+    @classmethod
+    def _looks_like_clause(cls, value: str) -> str:
+        if not CLAUSE_PATTERN.search(value):
+            raise ValueError(f"clause {value!r} does not cite the guidance (e.g. 附件1 第6项 举措2, 三(二)3)")
+        return value
+
+    @field_validator("reminders")
+    @classmethod
+    def _reminders_sorted(cls, value: list[int]) -> list[int]:
+        if any(days < 0 or days > 60 for days in value):
+            raise ValueError("reminder lead times are days before the due date, from 0 to 60")
+        return sorted(set(value), reverse=True)
+
+    @field_validator("monthly_tasks")
+    @classmethod
+    def _months(cls, value: dict[int, list[str]]) -> dict[int, list[str]]:
+        bad = [month for month in value if not 1 <= month <= 12]
+        if bad:
+            raise ValueError(f"monthly_tasks has months outside 1–12: {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _inferred_needs_assumption(self) -> DutySpec:
+        if self.inferred and not self.assumption.strip():
+            raise ValueError("inferred: true needs an assumption saying what was assumed and why")
+        if self.due.rule == "nth_workday" and self.recurrence.period == "week" and (self.due.n or 0) > 7:
+            raise ValueError(f"nth_workday n={self.due.n} can never be met in a week")
+        return self
+
+
+class CalendarFile(Strict):
+    units: list[UnitSpec] = []
+    ladders: list[LadderSpec] = []
+    duties: list[DutySpec] = []

@@ -1,0 +1,108 @@
+"""Working days on the Chinese calendar: statutory holidays and make-up workdays (调休).
+
+The ``chinesecalendar`` package knows the published arrangements; YAML files under ``calendars/workdays/`` add or
+correct years it does not know. For a year that neither knows, the weekday rule is used and the year is reported
+as unpublished, so callers can flag what they computed: it is never silent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import chinese_calendar
+import yaml
+
+UNPUBLISHED_FLAG = "节假日安排未发布"
+
+
+@dataclass
+class WorkdayCalendar:
+    overrides: dict[date, bool] = field(default_factory=dict)
+    override_years: set[int] = field(default_factory=set)
+
+    def is_published(self, year: int) -> bool:
+        return year in self.override_years or _package_knows(year)
+
+    def is_workday(self, day: date) -> bool:
+        if day in self.overrides:
+            return self.overrides[day]
+        if _package_knows(day.year):
+            return bool(chinese_calendar.is_workday(day))
+        return day.weekday() < 5
+
+    def unpublished_years(self, *days: date) -> list[int]:
+        years = range(min(days).year, max(days).year + 1)
+        return [year for year in years if not self.is_published(year)]
+
+    def workdays(self, start: date, end: date) -> Iterator[date]:
+        """Working days from start to end, both included."""
+        day = start
+        while day <= end:
+            if self.is_workday(day):
+                yield day
+            day += timedelta(days=1)
+
+    def add_workdays(self, day: date, count: int) -> date:
+        """The count-th working day after ``day`` (``day`` itself does not count)."""
+        step = 1 if count >= 0 else -1
+        remaining = abs(count)
+        while remaining:
+            day += timedelta(days=step)
+            if self.is_workday(day):
+                remaining -= 1
+        return day
+
+    def roll(self, day: date, direction: str) -> date:
+        """Move a day that is not a working day forward or backward to the nearest working day."""
+        if direction == "none":
+            return day
+        step = timedelta(days=1 if direction == "forward" else -1)
+        while not self.is_workday(day):
+            day += step
+        return day
+
+    def last_workday(self, start: date, end: date) -> date | None:
+        day = end
+        while day >= start:
+            if self.is_workday(day):
+                return day
+            day -= timedelta(days=1)
+        return None
+
+    def nth_workday(self, start: date, end: date, n: int) -> date | None:
+        for index, day in enumerate(self.workdays(start, end), start=1):
+            if index == n:
+                return day
+        return None
+
+
+def _package_knows(year: int) -> bool:
+    return year in _PACKAGE_YEARS
+
+
+def _package_years() -> set[int]:
+    known = {day.year for day in chinese_calendar.holidays}
+    return set(range(min(known), max(known) + 1))
+
+
+_PACKAGE_YEARS = _package_years()
+
+
+def load_overrides(paths: Iterable[Path]) -> WorkdayCalendar:
+    """Read override files: ``year``, ``holidays`` (days off) and ``workdays`` (make-up working days)."""
+    calendar = WorkdayCalendar()
+    for path in paths:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        calendar.override_years.add(int(data["year"]))
+        for day in data.get("holidays", []):
+            calendar.overrides[_as_date(day)] = False
+        for day in data.get("workdays", []):
+            calendar.overrides[_as_date(day)] = True
+    return calendar
+
+
+def _as_date(value: object) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))

@@ -1,0 +1,52 @@
+"""Read prefect.yaml with Prefect's own models, checking every schedule, and turn it into served deployments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect.cli.deploy._models import PrefectYamlModel, RawScheduleConfig
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
+
+PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
+
+
+def load_prefect_yaml(path: Path = PREFECT_YAML) -> PrefectYamlModel:
+    """The validated file. Raises ValueError (pydantic's ValidationError included) for any bad deployment."""
+    model = PrefectYamlModel.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    for deployment in model.deployments:
+        for schedule in deployment.schedules or []:
+            check_schedule(deployment.name, schedule)
+    return model
+
+
+def check_schedule(name: str, schedule: Any) -> None:
+    # PrefectYamlModel keeps cron as a plain string and `prefect deploy` only warns, so check each one here.
+    if not isinstance(schedule, RawScheduleConfig):
+        raise ValueError(f"deployment {name}: unsupported schedule {schedule!r}")
+    if not schedule.timezone:
+        raise ValueError(f"deployment {name}: give every schedule a timezone (Asia/Shanghai)")
+    if schedule.cron is not None:
+        CronSchedule(cron=schedule.cron, timezone=schedule.timezone)
+    elif schedule.interval is not None:
+        IntervalSchedule(interval=schedule.interval, timezone=schedule.timezone)
+    else:
+        RRuleSchedule(rrule=schedule.rrule, timezone=schedule.timezone)
+
+
+def runner_deployments(model: PrefectYamlModel) -> list[Any]:
+    """The same deployments, with the same schedules, for prefect.serve() on one machine."""
+    from prefect.deployments.runner import RunnerDeployment
+    from prefect.schedules import Cron
+
+    return [
+        RunnerDeployment.from_entrypoint(
+            entrypoint=deployment.entrypoint,
+            name=deployment.name,
+            parameters=deployment.parameters or {},
+            concurrency_limit=getattr(deployment, "concurrency_limit", None),
+            schedules=[Cron(s.cron, timezone=s.timezone) for s in deployment.schedules or []],
+        )
+        for deployment in model.deployments
+    ]

@@ -1,0 +1,39 @@
+"""Wiring shared by the CLI, the flows and the web app: settings, the program on disk, the step context."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pendulum
+from sqlmodel import Session
+
+from calendars.loader import Program, load_program
+from flows.steps import Context
+from notify.send import Sender, send_apprise
+from store.db import secret_key
+from store.settings import get_settings
+
+__all__ = ["get_settings", "load_calendars", "make_context", "now", "parse_moment"]
+
+
+def parse_moment(value: str) -> datetime:
+    """An ISO date or datetime; one without an offset is read in DUTIES_TZ. Raises ValueError when unreadable."""
+    try:
+        parsed = pendulum.parse(value, tz=get_settings().tz)
+    except (pendulum.parsing.exceptions.ParserError, ValueError) as exc:
+        raise ValueError(f"不是有效的日期时间（ISO 8601，如 2026-02-27T09:00）：{value!r}") from exc
+    if not isinstance(parsed, datetime):
+        raise ValueError(f"需要日期时间：{value!r}")
+    return datetime.fromisoformat(parsed.isoformat()).astimezone(UTC)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def load_calendars() -> Program:
+    return load_program(get_settings().calendars)
+
+
+def make_context(session: Session, program: Program, send: Sender = send_apprise) -> Context:
+    return Context(program=program, settings=get_settings(), secret=secret_key(session), send=send)

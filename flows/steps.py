@@ -1,0 +1,492 @@
+"""The steps of the engine as plain functions of a session and an explicit ``at``.
+
+Prefect flows wrap these (flows/tick.py); the CLI and the tests call them directly. Each step that talks to the
+outside world writes its intent to the ledger and commits before sending, so a crash never loses a message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from calendars.loader import Program
+from calendars.recurrence import expand, reminder_times
+from calendars.schema import DutySpec, LevelSpec
+from notify.send import Sender
+from store.models import Contact, Delivery, Duty, Escalation, Occurrence, Unit
+from store.queries import audit, claim, get_value, insert_ignoring_conflicts, put_value
+from store.settings import Settings
+from templates import render
+from web.tokens import make_token
+
+BATCH = 500
+SYSTEM = "system"
+
+
+@dataclass
+class Context:
+    """What every step needs besides the session and the time."""
+
+    program: Program
+    settings: Settings
+    secret: str
+    send: Sender
+
+    @property
+    def zone(self) -> Any:
+        return self.settings.zone
+
+
+@dataclass
+class TickReport:
+    planned: int = 0
+    reminded: int = 0
+    escalated: int = 0
+    sent: int = 0
+    failed: int = 0
+    flags: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- load
+
+
+def program_digest(program: Program) -> str:
+    parts = [
+        [spec.model_dump(mode="json") for spec in program.units.values()],
+        [spec.model_dump(mode="json") for spec in program.ladders.values()],
+        [spec.model_dump(mode="json") for spec in program.duties.values()],
+    ]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def sync_program(session: Session, program: Program, *, at: datetime) -> bool:
+    """Bring units, contacts and duties in the store in line with the calendars. False when nothing changed."""
+    digest = program_digest(program)
+    if get_value(session, key="program_digest") == digest:
+        return False
+    for spec in program.units.values():
+        session.merge(Unit(id=spec.id, name=spec.name, kind=spec.kind, district=spec.district, tags=list(spec.tags)))
+    session.flush()
+    _sync_contacts(session, program)
+    for duty in program.duties.values():
+        session.merge(
+            Duty(
+                id=duty.id,
+                family=duty.family,
+                title=duty.title,
+                clause=duty.clause,
+                quote=duty.quote,
+                spec=duty.model_dump(mode="json"),
+                source=str(program.where[("duty", duty.id)]),
+            )
+        )
+    put_value(session, key="program_digest", value=digest)
+    audit(
+        session,
+        at=at,
+        actor=SYSTEM,
+        action="calendars_loaded",
+        units=len(program.units),
+        duties=len(program.duties),
+        digest=digest[:12],
+    )
+    session.commit()
+    return True
+
+
+def _sync_contacts(session: Session, program: Program) -> None:
+    existing = {(c.unit_id, c.name): c for c in session.exec(select(Contact)).scalars()}  # type: ignore[call-overload]
+    wanted = set()
+    for unit in program.units.values():
+        for spec in unit.contacts:
+            wanted.add((unit.id, spec.name))
+            row = existing.get((unit.id, spec.name))
+            if row is None:
+                session.add(
+                    Contact(unit_id=unit.id, name=spec.name, channel=spec.channel, url=spec.url, role=spec.role)
+                )
+            else:
+                row.channel, row.url, row.role, row.active = spec.channel, spec.url, spec.role, True
+    for key, row in existing.items():
+        if key not in wanted:
+            row.active = False  # kept, not deleted: past deliveries still point at it
+
+
+# ---------------------------------------------------------------- plan
+
+
+def plan(session: Session, ctx: Context, *, start: date, end: date, at: datetime) -> int:
+    """Write the occurrences due between start and end. Idempotent: a second run adds nothing."""
+    program = ctx.program
+    rows = []
+    for duty in program.duties.values():
+        ladder = program.ladders[duty.ladder]
+        periods = expand(duty, start, end, program.workdays, ctx.zone)
+        for unit_id in program.assignees(duty):
+            for period in periods:
+                reminders = reminder_times(duty, period.due_at, program.workdays)
+                rows.append(
+                    {
+                        "duty_id": duty.id,
+                        "unit_id": unit_id,
+                        "period": period.key,
+                        "title": f"{duty.title}（{_period_label(period.key)}）",
+                        "detail": "；".join(period.tasks),
+                        "starts_at": datetime.combine(period.starts, datetime.min.time(), tzinfo=ctx.zone),
+                        "due_at": period.due_at,
+                        "flags": list(period.flags),
+                        "first_remind_at": reminders[0] if reminders else period.due_at,
+                        "next_remind_at": reminders[0] if reminders else None,
+                        "next_escalate_at": _workday_moment(program, period.due_at, ladder.grace_workdays),
+                        "level": 0,
+                        "reminders_sent": 0,
+                        "created_at": at,
+                    }
+                )
+    new_rows = _not_yet_planned(session, rows)
+    insert_ignoring_conflicts(session, Occurrence, new_rows)
+    session.commit()
+    return len(new_rows)
+
+
+def _not_yet_planned(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if not rows:
+        return []
+    col = Occurrence.__table__.c  # type: ignore[attr-defined]
+    periods = {row["period"] for row in rows}
+    existing = set(
+        session.execute(select(col.duty_id, col.unit_id, col.period).where(col.period.in_(periods))).tuples()
+    )
+    return [row for row in rows if (row["duty_id"], row["unit_id"], row["period"]) not in existing]
+
+
+def _period_label(key: str) -> str:
+    year, _, rest = key.partition("-")
+    return f"{year}年第{int(rest[1:])}周" if rest.startswith("W") else f"{year}年{int(rest)}月"
+
+
+def _workday_moment(program: Program, moment: datetime, workdays: int) -> datetime:
+    """The same time of day, ``workdays`` working days after ``moment``'s date."""
+    if workdays == 0:
+        return moment
+    day = program.workdays.add_workdays(moment.date(), workdays)
+    return datetime.combine(day, moment.timetz())
+
+
+# ---------------------------------------------------------------- remind
+
+
+def remind(session: Session, ctx: Context, *, at: datetime) -> int:
+    """Queue the latest reminder that has come due for each open occurrence. Returns how many were queued."""
+    queued = 0
+    for occurrence in _open_rows(session, "next_remind_at", at):
+        queued += _queue_reminder(session, ctx, occurrence, at=at)
+    return queued
+
+
+def _open_rows(session: Session, moment: str, at: datetime) -> Iterator[Occurrence]:
+    """Open occurrences whose ``moment`` column has come, in batches; each batch is committed after use.
+
+    Only the rows that are due cost anything (the column is indexed), so a tick's cost follows the work due, not
+    the size of the ledger. A row another worker has just claimed may show up again: it is yielded only once.
+    """
+    col = Occurrence.__table__.c  # type: ignore[attr-defined]
+    query = (
+        select(Occurrence)
+        .where(col[moment] <= at, col.done_at.is_(None), col.waived_at.is_(None), col.parked_at.is_(None))
+        .order_by(col[moment], col.id)
+        .limit(BATCH)
+        .execution_options(populate_existing=True)
+    )
+    seen: set[int] = set()
+    while True:
+        fresh = [row for row in session.execute(query).scalars() if row.id not in seen]
+        if not fresh:
+            return
+        for row in fresh:
+            seen.add(row.id or 0)
+            yield row
+        session.commit()
+
+
+def _queue_reminder(session: Session, ctx: Context, occurrence: Occurrence, *, at: datetime) -> int:
+    duty = ctx.program.duties.get(occurrence.duty_id)
+    times = reminder_times(duty, occurrence.due_at, ctx.program.workdays) if duty else []
+    passed = [t for t in times if t <= at]
+    upcoming = [t for t in times if t > at]
+    won = claim(
+        session,
+        Occurrence,
+        row_id=occurrence.id or 0,
+        expect={"next_remind_at": occurrence.next_remind_at},
+        values={"next_remind_at": upcoming[0] if upcoming else None, "reminders_sent": occurrence.reminders_sent + 1},
+    )
+    if not won or duty is None or not passed or at >= occurrence.due_at + timedelta(hours=12):
+        return 0  # another worker took it, the duty was removed, or it is overdue: escalation speaks now
+    due_day = occurrence.due_at.astimezone(ctx.zone).date()
+    stage = f"remind:{(due_day - passed[-1].astimezone(ctx.zone).date()).days}d"
+    days_left = (due_day - at.astimezone(ctx.zone).date()).days
+    title, body = _message(session, ctx, "reminder", occurrence, duty, at=at, days_left=days_left)
+    contacts = _contacts(session, [occurrence.unit_id], roles=("staff", "leader"))
+    _queue(session, occurrence, stage, contacts, title, body, at=at)
+    audit(
+        session,
+        at=at,
+        actor=SYSTEM,
+        action="reminder_queued",
+        occurrence_id=occurrence.id,
+        stage=stage,
+        recipients=len(contacts),
+    )
+    return 1
+
+
+# ---------------------------------------------------------------- escalate
+
+
+def escalate(session: Session, ctx: Context, *, at: datetime) -> int:
+    """Move each overdue occurrence whose timeout has passed up one level of its ladder, and queue the notice."""
+    moved = 0
+    for occurrence in _open_rows(session, "next_escalate_at", at):
+        moved += _climb(session, ctx, occurrence, at=at)
+    return moved
+
+
+def _climb(session: Session, ctx: Context, occurrence: Occurrence, *, at: datetime) -> int:
+    duty = ctx.program.duties.get(occurrence.duty_id)
+    ladder = ctx.program.ladders.get(duty.ladder) if duty else None
+    if duty is None or ladder is None or occurrence.level >= len(ladder.levels):
+        claim(
+            session,
+            Occurrence,
+            row_id=occurrence.id or 0,
+            expect={"level": occurrence.level},
+            values={"next_escalate_at": None},
+        )
+        return 0
+    step = ladder.levels[occurrence.level]
+    deadline = datetime.combine(
+        ctx.program.workdays.add_workdays(at.astimezone(ctx.zone).date(), step.timeout_workdays),
+        duty.due.time,
+        tzinfo=ctx.zone,
+    )
+    is_last = step.level == len(ladder.levels)
+    won = claim(
+        session,
+        Occurrence,
+        row_id=occurrence.id or 0,
+        expect={"level": occurrence.level},
+        values={"level": step.level, "level_at": at, "next_escalate_at": None if is_last else deadline},
+    )
+    if not won:
+        return 0
+    session.add(
+        Escalation(occurrence_id=occurrence.id or 0, level=step.level, name=step.name, at=at, deadline_at=deadline)
+    )
+    title, body = _message(
+        session, ctx, "escalation", occurrence, duty, at=at, step=step, deadline=deadline, ladder=ladder
+    )
+    contacts = _audience(session, ctx, occurrence, step)
+    _queue(session, occurrence, f"level:{step.level}", contacts, title, body, at=at)
+    audit(
+        session,
+        at=at,
+        actor=SYSTEM,
+        action="escalated",
+        occurrence_id=occurrence.id,
+        level=step.level,
+        name=step.name,
+        deadline=deadline.isoformat(),
+        recipients=len(contacts),
+    )
+    return 1
+
+
+def _audience(session: Session, ctx: Context, occurrence: Occurrence, step: LevelSpec) -> list[Contact]:
+    program, unit_id = ctx.program, occurrence.unit_id
+    duty = program.duties[occurrence.duty_id]
+    contacts: list[Contact] = []
+    for who in step.audience:
+        if who == "unit":
+            contacts += _contacts(session, [unit_id], roles=("staff",))
+        elif who == "unit_leaders":
+            contacts += _contacts(session, [unit_id], roles=("leader",))
+        elif who == "lead":
+            leads = [u for selector in duty.lead for u in program.resolve_near(selector, unit_id)]
+            contacts += _contacts(session, leads, roles=("staff",))
+        elif who == "city_office":
+            contacts += _contacts(session, program.resolve("kind:city_office"), roles=("staff", "leader"))
+        elif who == "district_office":
+            contacts += _contacts(session, program.resolve_near("kind:district_office", unit_id), roles=("staff",))
+    unique = {contact.id: contact for contact in contacts}
+    return list(unique.values())
+
+
+# ---------------------------------------------------------------- messages and the outbox
+
+
+def confirmation_link(settings: Settings, secret: str, occurrence: Occurrence, *, at: datetime) -> str:
+    """A signed link for the occurrence's unit, valid until link_valid_days after the later of due date and now."""
+    expires = max(occurrence.due_at, at) + timedelta(days=settings.link_valid_days)
+    token = make_token(secret, occurrence_id=occurrence.id or 0, unit_id=occurrence.unit_id, expires_at=expires)
+    return f"{settings.base_url}/c/{token}"
+
+
+def _message(
+    session: Session, ctx: Context, template: str, occurrence: Occurrence, duty: DutySpec, *, at: datetime, **extra: Any
+) -> tuple[str, str]:
+    program = ctx.program
+    leads = [program.units[u].name for s in duty.lead for u in program.resolve_near(s, occurrence.unit_id)]
+    text = render(
+        f"messages/{template}.txt.j2",
+        occurrence=occurrence,
+        duty=duty,
+        unit=program.units[occurrence.unit_id],
+        leads="、".join(dict.fromkeys(leads)),
+        link=confirmation_link(ctx.settings, ctx.secret, occurrence, at=at),
+        zone=ctx.zone,
+        **extra,
+    )
+    title, _, body = text.partition("\n")
+    return title.strip(), body.strip() + "\n"
+
+
+def _contacts(session: Session, unit_ids: list[str], *, roles: tuple[str, ...]) -> list[Contact]:
+    if not unit_ids:
+        return []
+    col = Contact.__table__.c  # type: ignore[attr-defined]
+    query = select(Contact).where(col.unit_id.in_(unit_ids), col.role.in_(roles), col.active.is_(True))
+    return list(session.execute(query.order_by(col.id)).scalars())
+
+
+def _queue(
+    session: Session,
+    occurrence: Occurrence,
+    stage: str,
+    contacts: list[Contact],
+    title: str,
+    body: str,
+    *,
+    at: datetime,
+) -> None:
+    rows = [
+        {
+            "occurrence_id": occurrence.id,
+            "stage": stage,
+            "contact_id": c.id,
+            "unit_id": c.unit_id,
+            "channel": c.channel,
+            "status": "pending",
+            "title": title,
+            "body": body,
+            "log": "",
+            "attempts": 0,
+            "created_at": at,
+        }
+        for c in contacts
+    ]
+    insert_ignoring_conflicts(session, Delivery, rows)
+
+
+def dispatch(session: Session, ctx: Context, *, at: datetime) -> tuple[int, int]:
+    """Send every pending delivery once. Each is claimed (pending → sending) before the send. Returns (sent, failed)."""
+    sent = failed = 0
+    col = Delivery.__table__.c  # type: ignore[attr-defined]
+    while True:
+        ids = list(
+            session.execute(select(col.id).where(col.status == "pending").order_by(col.id).limit(BATCH)).scalars()
+        )
+        if not ids:
+            return sent, failed
+        for delivery_id in ids:
+            if not claim(
+                session,
+                Delivery,
+                row_id=delivery_id,
+                expect={"status": "pending"},
+                values={"status": "sending", "attempts": col.attempts + 1},
+            ):
+                continue
+            session.commit()  # the claim is durable before anything leaves
+            delivery = session.get(Delivery, delivery_id)
+            contact = session.get(Contact, delivery.contact_id) if delivery else None
+            if delivery is None or contact is None:
+                continue
+            outcome = ctx.send(contact.url, delivery.title, delivery.body)
+            delivery.status, delivery.log = ("sent" if outcome.ok else "failed"), outcome.log
+            delivery.sent_at = at if outcome.ok else None
+            session.commit()
+            sent, failed = sent + outcome.ok, failed + (not outcome.ok)
+
+
+# ---------------------------------------------------------------- tick
+
+
+def tick(session: Session, ctx: Context, *, at: datetime) -> TickReport:
+    """One heartbeat: load the calendars, plan the horizon, queue reminders and escalations, send them."""
+    sync_program(session, ctx.program, at=at)
+    today = at.astimezone(ctx.zone).date()
+    report = TickReport()
+    report.planned = plan(session, ctx, start=today, end=today + timedelta(days=ctx.settings.plan_horizon_days), at=at)
+    report.reminded = remind(session, ctx, at=at)
+    report.escalated = escalate(session, ctx, at=at)
+    report.sent, report.failed = dispatch(session, ctx, at=at)
+    report.flags = unpublished_warnings(ctx.program, today, ctx.settings.plan_horizon_days)
+    put_value(session, key="last_tick_at", value=at.isoformat())
+    session.commit()
+    return report
+
+
+def unpublished_warnings(program: Program, today: date, horizon_days: int) -> list[str]:
+    years = program.workdays.unpublished_years(today, today + timedelta(days=horizon_days))
+    return [
+        f"{year}年国务院节假日安排未收录：该年工作日按周一至周五计算，相关事项已标记，请在 calendars/workdays/ "
+        f"中补充 {year}.yaml"
+        for year in years
+    ]
+
+
+def confirm(session: Session, *, occurrence_id: int, note: str, evidence: list[str], at: datetime, client: str) -> str:
+    """Record a unit's confirmation. Returns confirmed, already or closed; only the first POST changes anything."""
+    from store.models import Confirmation
+
+    occurrence = session.get(Occurrence, occurrence_id)
+    if occurrence is None:
+        raise LookupError(occurrence_id)
+    if occurrence.waived_at is not None:
+        return "closed"
+    won = claim(
+        session,
+        Occurrence,
+        row_id=occurrence_id,
+        expect={"done_at": None},
+        values={"done_at": at, "next_remind_at": None, "next_escalate_at": None},
+    )
+    if not won:
+        session.rollback()
+        return "already"
+    late = at > occurrence.due_at
+    session.add(
+        Confirmation(
+            occurrence_id=occurrence_id, note=note, evidence=evidence, confirmed_at=at, late=late, client=client[:200]
+        )
+    )
+    audit(
+        session,
+        at=at,
+        actor=f"unit:{occurrence.unit_id}",
+        action="confirmed",
+        occurrence_id=occurrence_id,
+        late=late,
+        level=occurrence.level,
+        evidence=len(evidence),
+    )
+    session.commit()
+    return "confirmed"

@@ -1,0 +1,135 @@
+"""Local receivers on 127.0.0.1: an SMTP server (aiosmtpd) and an HTTP webhook receiver.
+
+``make run`` starts them so the demo units' messages really arrive (written under ``var/inbox/``), and the tests use
+the same classes to take messages, and the links in them, out of what actually arrived.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Mail:
+    recipients: list[str]
+    subject: str
+    body: str
+
+
+@dataclass
+class Post:
+    path: str
+    payload: Any
+
+
+@dataclass
+class Inbox:
+    """Both receivers; what arrives is kept in memory and, when ``folder`` is set, written there as files."""
+
+    folder: Path | None = None
+    smtp_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    mails: list[Mail] = field(default_factory=list)
+    posts: list[Post] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> Inbox:
+        if self.folder:
+            (self.folder / "mail").mkdir(parents=True, exist_ok=True)
+            (self.folder / "http").mkdir(parents=True, exist_ok=True)
+        self._smtp = Controller(_SmtpHandler(self), hostname="127.0.0.1", port=self.smtp_port)
+        self._smtp.start()
+        self._http = ThreadingHTTPServer(("127.0.0.1", self.http_port), _http_handler(self))
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._smtp.stop()
+        self._http.shutdown()
+        self._http.server_close()
+
+    def mail_url(self, address: str) -> str:
+        return f"mailto://127.0.0.1:{self.smtp_port}?from=duties@huzhou.local&to={address}"
+
+    def hook_url(self, path: str) -> str:
+        return f"json://127.0.0.1:{self.http_port}/{path.lstrip('/')}"
+
+    def keep_mail(self, mail: Mail, raw: bytes) -> None:
+        with self._lock:
+            self.mails.append(mail)
+            if self.folder:
+                name = f"{time.time_ns()}-{mail.recipients[0].split('@')[0]}.eml"
+                (self.folder / "mail" / name).write_bytes(raw)
+
+    def keep_post(self, post: Post) -> None:
+        with self._lock:
+            self.posts.append(post)
+            if self.folder:
+                name = f"{time.time_ns()}-{post.path.strip('/').replace('/', '_')}.json"
+                text = json.dumps(post.payload, ensure_ascii=False, indent=2)
+                (self.folder / "http" / name).write_text(text, encoding="utf-8")
+
+
+class _SmtpHandler:
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        raw = bytes(envelope.content)
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        part = message.get_body(preferencelist=("plain", "html"))
+        body = part.get_content() if part is not None else ""
+        self.inbox.keep_mail(Mail(list(envelope.rcpt_tos), str(message["subject"] or ""), body), raw)
+        return "250 OK"
+
+
+def _http_handler(inbox: Inbox) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            try:
+                payload: Any = json.loads(raw or b"null")
+            except ValueError:
+                payload = raw.decode("utf-8", "replace")
+            inbox.keep_post(Post(self.path, payload))
+            body = b'{"errcode":0,"errmsg":"ok"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # keep the console quiet
+            return
+
+    return Handler
+
+
+def run_forever(folder: Path, *, smtp_port: int, http_port: int) -> None:
+    inbox = Inbox(folder=folder, smtp_port=smtp_port, http_port=http_port).start()
+    print(f"演示收件服务：SMTP 127.0.0.1:{smtp_port}，HTTP 127.0.0.1:{http_port}，写入 {folder}/", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        inbox.stop()

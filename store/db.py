@@ -1,0 +1,75 @@
+"""Engine and sessions. Sessions come from ``session_scope`` or the web dependency, never from a global."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, create_engine
+
+from store.models import Setting
+from store.settings import get_settings
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the web app read while a tick writes; busy_timeout makes a second writer wait instead of failing.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            from pathlib import Path
+
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@lru_cache
+def get_engine(url: str | None = None) -> Engine:
+    return make_engine(url or get_settings().resolved_database_url)
+
+
+@contextmanager
+def session_scope(engine: Engine | None = None) -> Iterator[Session]:
+    with Session(engine or get_engine(), expire_on_commit=False) as session:
+        yield session
+
+
+def create_tables(engine: Engine) -> None:
+    import store.models  # noqa: F401  (registers the tables)
+
+    SQLModel.metadata.create_all(engine)
+
+
+def secret_key(session: Session) -> str:
+    """DUTIES_SECRET_KEY, or a key generated once and kept in the store so every process signs alike."""
+    configured = get_settings().secret_key
+    if configured:
+        return configured
+    row = session.get(Setting, "secret_key")
+    if row is not None:
+        return row.value
+    session.add(Setting(key="secret_key", value=secrets.token_urlsafe(32)))
+    try:
+        session.commit()
+    except IntegrityError:  # another process generated it first: use theirs
+        session.rollback()
+    row = session.get(Setting, "secret_key")
+    assert row is not None
+    return row.value

@@ -1,0 +1,207 @@
+"""The ledger: SQLModel tables.
+
+Datetimes are stored in UTC and always come back timezone-aware (``AwareDateTime``), on SQLite as on PostgreSQL.
+An occurrence's status is not stored: it is derived from its own fields at a given moment (``status_at``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class AwareDateTime(TypeDecorator[datetime]):
+    """Store UTC, hand back aware datetimes; refuse naive ones so no local time is stored by mistake."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _aware(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(AwareDateTime(), nullable=nullable, index=index))
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Setting(SQLModel, table=True):
+    """Small key/value store for values generated once, such as the link-signing key."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str
+
+
+class Unit(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    name: str
+    kind: str = Field(index=True, max_length=32)
+    district: str | None = Field(default=None, index=True, max_length=64)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class Contact(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("unit_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: str = Field(foreign_key="unit.id", index=True, max_length=64)
+    name: str
+    channel: str = Field(max_length=32)
+    url: str
+    role: str = Field(default="staff", max_length=16)
+    active: bool = True
+
+
+class Duty(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    family: str
+    title: str
+    clause: str
+    quote: str = ""
+    spec: dict[str, Any] = _json()
+    source: str = ""
+
+
+class Occurrence(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("duty_id", "unit_id", "period"),
+        Index("ix_occurrence_remind", "next_remind_at"),
+        Index("ix_occurrence_escalate", "next_escalate_at"),
+        Index("ix_occurrence_unit_due", "unit_id", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    duty_id: str = Field(foreign_key="duty.id", index=True, max_length=64)
+    unit_id: str = Field(foreign_key="unit.id", max_length=64)
+    period: str = Field(max_length=32, description="2026-02, 2026-W07: one occurrence per duty, unit, period")
+    title: str
+    detail: str = ""
+    starts_at: datetime = _aware(nullable=False)
+    due_at: datetime = _aware(nullable=False, index=True)
+    flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    first_remind_at: datetime = _aware(nullable=False)
+    next_remind_at: datetime | None = _aware()
+    reminders_sent: int = 0
+    next_escalate_at: datetime | None = _aware()
+    level: int = 0
+    level_at: datetime | None = _aware()
+    done_at: datetime | None = _aware()
+    parked_at: datetime | None = _aware()
+    waived_at: datetime | None = _aware()
+    created_at: datetime = _aware(nullable=False)
+
+    def status_at(self, at: datetime) -> str:
+        """The status at ``at``, derived from the row's own fields without I/O."""
+        if self.waived_at is not None and self.waived_at <= at:
+            return "waived"
+        if self.done_at is not None and self.done_at <= at:
+            return "done" if self.done_at <= self.due_at else "late_done"
+        if self.parked_at is not None and self.parked_at <= at:
+            return "parked"
+        if at >= self.due_at:
+            return "overdue"
+        if at >= self.first_remind_at:
+            return "due"
+        return "scheduled"
+
+
+class Delivery(SQLModel, table=True):
+    """One row per occurrence, stage, recipient and channel; written before the message is sent."""
+
+    __table_args__ = (UniqueConstraint("occurrence_id", "stage", "contact_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    occurrence_id: int = Field(foreign_key="occurrence.id", index=True)
+    stage: str = Field(max_length=32, description="remind:3d, remind:0d, level:1 …")
+    contact_id: int = Field(foreign_key="contact.id")
+    unit_id: str = Field(max_length=64)
+    channel: str = Field(max_length=32)
+    status: str = Field(default="pending", index=True, max_length=16)
+    title: str = ""
+    body: str = ""
+    log: str = ""
+    attempts: int = 0
+    created_at: datetime = _aware(nullable=False)
+    sent_at: datetime | None = _aware()
+
+
+class Confirmation(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    occurrence_id: int = Field(foreign_key="occurrence.id", unique=True)
+    note: str = ""
+    evidence: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    confirmed_at: datetime = _aware(nullable=False)
+    late: bool = False
+    client: str = ""
+
+
+class Escalation(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("occurrence_id", "level"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    occurrence_id: int = Field(foreign_key="occurrence.id", index=True)
+    level: int
+    name: str = Field(max_length=16, description="交办, 督办, 约谈")
+    at: datetime = _aware(nullable=False, index=True)
+    deadline_at: datetime | None = _aware()
+
+
+class AuditEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _aware(nullable=False, index=True)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=32)
+    occurrence_id: int | None = Field(default=None, index=True)
+    detail: dict[str, Any] = _json()
+
+
+def status_condition(status: str, at: datetime) -> Any:
+    """The SQL twin of ``Occurrence.status_at``: rows whose derived status at ``at`` is ``status``."""
+    from sqlalchemy import and_, or_
+
+    o = Occurrence
+    col = o.__table__.c  # type: ignore[attr-defined]
+    not_waived = or_(col.waived_at.is_(None), col.waived_at > at)
+    not_done = or_(col.done_at.is_(None), col.done_at > at)
+    not_parked = or_(col.parked_at.is_(None), col.parked_at > at)
+    open_ = and_(not_waived, not_done, not_parked)
+    conditions = {
+        "waived": col.waived_at <= at,
+        "done": and_(not_waived, col.done_at <= at, col.done_at <= col.due_at),
+        "late_done": and_(not_waived, col.done_at <= at, col.done_at > col.due_at),
+        "parked": and_(not_waived, not_done, col.parked_at <= at),
+        "overdue": and_(open_, col.due_at <= at),
+        "due": and_(open_, col.due_at > at, col.first_remind_at <= at),
+        "scheduled": and_(open_, col.first_remind_at > at),
+    }
+    return conditions[status]
+
+
+STATUSES = ("scheduled", "due", "done", "late_done", "overdue", "parked", "waived")
+
+STATUS_LABELS = {
+    "scheduled": "未到期",
+    "due": "待完成",
+    "done": "已完成",
+    "late_done": "逾期完成",
+    "overdue": "已逾期",
+    "parked": "挂账",
+    "waived": "免除",
+}
+LEVEL_NAMES = {0: "—", 1: "交办", 2: "督办", 3: "约谈"}

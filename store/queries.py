@@ -1,0 +1,121 @@
+"""Keyword-only data access over the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, nulls_last, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel
+
+from store.models import AuditEvent, Duty, Occurrence, Setting, Unit, status_condition
+
+
+def insert_ignoring_conflicts(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows, skipping any that a unique key already holds: safe when two planners run at once."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = model.__table__  # type: ignore[attr-defined]
+    session.execute(insert(table).on_conflict_do_nothing(), list(rows))
+
+
+def claim(
+    session: Session, model: type[SQLModel], *, row_id: int, expect: dict[str, Any], values: dict[str, Any]
+) -> bool:
+    """Conditional update: change the row only if it still holds ``expect``. True when this caller won it."""
+    table = model.__table__  # type: ignore[attr-defined]
+    conditions = [table.c.id == row_id]
+    for column, value in expect.items():
+        conditions.append(table.c[column].is_(None) if value is None else table.c[column] == value)
+    result = session.execute(update(table).where(*conditions).values(**values))
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def audit(
+    session: Session, *, at: datetime, actor: str, action: str, occurrence_id: int | None = None, **detail: Any
+) -> None:
+    session.add(AuditEvent(at=at, actor=actor, action=action, occurrence_id=occurrence_id, detail=detail))
+
+
+def get_value(session: Session, *, key: str) -> str | None:
+    row = session.get(Setting, key)
+    return None if row is None else row.value
+
+
+def put_value(session: Session, *, key: str, value: str) -> None:
+    row = session.get(Setting, key)
+    if row is None:
+        session.add(Setting(key=key, value=value))
+    else:
+        row.value = value
+
+
+def find_occurrences(
+    session: Session,
+    *,
+    at: datetime,
+    unit: str | None = None,
+    duty: str | None = None,
+    status: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    overdue_first: bool = False,
+    limit: int | None = None,
+) -> list[tuple[Occurrence, Duty, Unit]]:
+    col = Occurrence.__table__.c  # type: ignore[attr-defined]
+    duties, units = Duty.__table__.c, Unit.__table__.c  # type: ignore[attr-defined]
+    query = select(Occurrence, Duty, Unit).join(Duty, duties.id == col.duty_id).join(Unit, units.id == col.unit_id)
+    if unit:
+        query = query.where(col.unit_id == unit)
+    if duty:
+        query = query.where(col.duty_id == duty)
+    if status:
+        query = query.where(status_condition(status, at))
+    if start:
+        query = query.where(col.due_at >= start)
+    if end:
+        query = query.where(col.due_at <= end)
+    if overdue_first:
+        query = query.order_by(nulls_last(col.level_at.desc()), col.due_at, col.id)
+    else:
+        query = query.order_by(col.due_at, col.duty_id, col.unit_id)
+    if limit:
+        query = query.limit(limit)
+    return [(row[0], row[1], row[2]) for row in session.execute(query).all()]
+
+
+def count_rows(session: Session, model: type[SQLModel]) -> int:
+    return int(session.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def occurrence_json(occurrence: Occurrence, duty: Duty, unit: Unit, *, at: datetime, zone: Any) -> dict[str, Any]:
+    """The JSON of an occurrence, as interface contract v1 names its fields."""
+    return {
+        "id": occurrence.id,
+        "duty": occurrence.duty_id,
+        "family": duty.family,
+        "title": occurrence.title,
+        "clause": duty.clause,
+        "unit": occurrence.unit_id,
+        "unit_name": unit.name,
+        "district": unit.district or unit.id,
+        "period": occurrence.period,
+        "due": occurrence.due_at.astimezone(zone).isoformat(),
+        "status": occurrence.status_at(at),
+        "level": occurrence.level,
+        "level_at": _iso(occurrence.level_at, zone),
+        "done_at": _iso(occurrence.done_at, zone),
+        "flags": occurrence.flags,
+    }
+
+
+def _iso(value: datetime | None, zone: Any) -> str | None:
+    return None if value is None else value.astimezone(zone).isoformat()
+
+
+def utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)

@@ -1,0 +1,40 @@
+"""Jinja2 templates, rendered by one helper (DESIGN principle 7).
+
+``messages/`` holds the texts units receive; ``pages/`` holds the web pages. HTML is autoescaped, text is not.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+FOLDER = Path(__file__).parent
+WEEKDAYS = "一二三四五六日"
+
+
+def local_time(value: datetime, zone: Any) -> str:
+    """2026年2月27日（周五）17:00, the way a notice in Chinese writes a moment."""
+    moment = value.astimezone(zone)
+    return f"{moment.year}年{moment.month}月{moment.day}日（周{WEEKDAYS[moment.weekday()]}）{moment:%H:%M}"
+
+
+@lru_cache
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(FOLDER),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["local_time"] = local_time
+    return env
+
+
+def render(name: str, **context: Any) -> str:
+    return environment().get_template(name).render(**context)

@@ -1,0 +1,212 @@
+"""The policy as data: the shipped programme loads, bad files are reported as path:line, dates are right."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from calendars.loader import check, load_program
+from calendars.recurrence import CLAMPED_FLAG, ROLLED_FLAG, expand, reminder_times
+from calendars.schema import DutySpec
+from calendars.workdays import UNPUBLISHED_FLAG, WorkdayCalendar
+from tests.conftest import REPO, SHANGHAI
+
+SHIPPED = REPO / "calendars"
+
+
+def test_shipped_programme_is_valid_and_cites_every_clause() -> None:
+    program = load_program(SHIPPED)
+    assert set(program.duties) == {"clean-home-street", "market-cleanup", "market-spot-check", "greening-monthly"}
+    clauses = {duty.id: duty.clause for duty in program.duties.values()}
+    assert clauses == {
+        "clean-home-street": "附件1 第1项 举措5",
+        "market-cleanup": "附件1 第6项 举措4",
+        "market-spot-check": "附件1 第6项 举措2",
+        "greening-monthly": "三(二)3",
+    }
+    assert program.ladders["default"].clause == "附件1 第4项 举措4"
+    assert [level.name for level in program.ladders["default"].levels] == ["交办", "督办", "约谈"]
+    districts = {u.name[:3] for u in program.units.values() if u.kind == "district_office"}
+    assert districts == {"吴兴区", "南浔区", "德清县", "长兴县", "安吉县"}
+    for duty in program.duties.values():
+        assert duty.inferred and duty.assumption, f"{duty.id} has no frequency in the text: it must say so"
+        assert program.assignees(duty), f"{duty.id} has nobody to do it"
+
+
+def test_every_greening_month_has_its_own_tasks() -> None:
+    duty = load_program(SHIPPED).duties["greening-monthly"]
+    assert sorted(duty.monthly_tasks) == list(range(1, 13))
+    assert duty.monthly_tasks[7] != duty.monthly_tasks[1]
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+UNITS = """units:
+  - id: office
+    name: 市城管办
+    kind: city_office
+    contacts:
+      - name: mail
+        url: mailto://127.0.0.1:2525?to=a@b.c
+  - id: street-a
+    name: 甲街道
+    kind: street
+    district: office
+"""
+LADDER = """ladders:
+  - id: default
+    clause: 附件1 第4项 举措4
+    levels:
+      - {level: 1, name: 交办, timeout_workdays: 5, audience: [unit]}
+"""
+DUTY = """duties:
+  - id: sweep
+    family: 双月环境卫生大扫除
+    title: 大扫除
+    clause: 附件1 第1项 举措5
+    quote: 开展双月环境卫生大扫除活动。
+    lead: [office]
+    assignees: ["kind:street"]
+    recurrence:
+      rrule: FREQ=MONTHLY;BYMONTH=2,4,6,8,10,12
+      period: month
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        ("    lead: [office]", "    lead: [nobody]", 2, "unknown unit or group 'nobody'"),
+        ("    title: 大扫除", "    title: 大扫除\n    colour: red", 5, "unknown field 'duties.0.colour'"),
+        ("FREQ=MONTHLY;BYMONTH", "FREQ=FORTNIGHTLY;BYMONTH", 10, "invalid RRULE"),
+        ("    clause: 附件1 第1项 举措5\n", "", 2, "duties.0.clause: Field required"),
+        ("    clause: 附件1 第1项 举措5", "    clause: 见文件", 5, "does not cite the guidance"),
+        ("      period: month", "      period: fortnight", 11, "duties.0.recurrence.period"),
+        ("    lead: [office]", "    lead: [office]\n    ladder: steep", 2, "unknown ladder 'steep'"),
+    ],
+)
+def test_duty_problems_are_reported_with_path_and_line(
+    tmp_path: Path, old: str, new: str, line: int, message: str
+) -> None:
+    write(tmp_path, "units.yaml", UNITS)
+    write(tmp_path, "ladders.yaml", LADDER)
+    assert old in DUTY
+    duties = write(tmp_path, "duties.yaml", DUTY.replace(old, new))
+    problems = check(tmp_path)
+    assert any(p.startswith(f"{duties}:{line}: ") and message in p for p in problems), problems
+
+
+def test_every_problem_is_reported_in_one_run(tmp_path: Path) -> None:
+    units = write(tmp_path, "units.yaml", UNITS.replace("url: mailto://127.0.0.1:2525?to=a@b.c", "url: nonsense://x"))
+    write(tmp_path, "ladders.yaml", LADDER)
+    write(tmp_path, "duties.yaml", DUTY + DUTY.replace("duties:\n", "").replace("lead: [office]", "lead: [ghost]"))
+    problems = check(tmp_path)
+    assert f"{units}:6: unit office: contact 'mail': invalid apprise URL 'nonsense://x'" in problems
+    assert any("duplicate duty id 'sweep'" in p and p.startswith(f"{tmp_path / 'duties.yaml'}:12:") for p in problems)
+    assert len(problems) == 2, problems
+
+
+def test_yaml_syntax_and_duplicate_keys_are_located(tmp_path: Path) -> None:
+    write(tmp_path, "units.yaml", UNITS + "    name: 又一个名字\n")
+    problems = check(tmp_path)
+    assert problems == [f"{tmp_path / 'units.yaml'}:12: YAML: duplicate key 'name'"]
+    write(tmp_path, "units.yaml", "units: [\n")
+    assert check(tmp_path)[0].startswith(f"{tmp_path / 'units.yaml'}:2: YAML:")
+
+
+def test_missing_folder_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    assert check(tmp_path / "nowhere") == [f"{tmp_path / 'nowhere'}:0: calendar folder not found"]
+
+
+def duty(**changes: object) -> DutySpec:
+    base: dict[str, object] = {
+        "id": "d",
+        "family": "f",
+        "title": "t",
+        "clause": "附件1 第1项 举措5",
+        "quote": "q",
+        "lead": ["x"],
+        "assignees": ["x"],
+        "recurrence": {"rrule": "FREQ=MONTHLY;BYMONTH=2,4,6,8,10,12", "period": "month"},
+    }
+    base.update(changes)
+    return DutySpec.model_validate(base)
+
+
+WORKDAYS = WorkdayCalendar()
+
+
+def test_bimonthly_means_the_even_months() -> None:
+    periods = expand(duty(), date(2026, 1, 1), date(2026, 12, 31), WORKDAYS, SHANGHAI)
+    assert [p.key for p in periods] == ["2026-02", "2026-04", "2026-06", "2026-08", "2026-10", "2026-12"]
+
+
+def test_last_workday_follows_the_statutory_calendar() -> None:
+    periods = {p.key: p for p in expand(duty(), date(2026, 1, 1), date(2026, 12, 31), WORKDAYS, SHANGHAI)}
+    # 2026-02-28 is a Saturday, but a make-up working day (调休) after the Spring Festival.
+    assert periods["2026-02"].due_at.date() == date(2026, 2, 28)
+    # 2026-10-31 is a Saturday and an ordinary rest day.
+    assert periods["2026-10"].due_at.date() == date(2026, 10, 30)
+    assert periods["2026-02"].due_at.isoformat() == "2026-02-28T17:00:00+08:00"
+
+
+def test_month_end_clamps_without_drifting() -> None:
+    monthly = duty(
+        recurrence={"rrule": "FREQ=MONTHLY", "period": "month"},
+        due={"rule": "day_of_period", "day": 31, "roll": "none"},
+    )
+    periods = expand(monthly, date(2025, 1, 1), date(2025, 4, 30), WORKDAYS, SHANGHAI)
+    assert [p.due_at.date().day for p in periods] == [31, 28, 31, 30]
+    assert [CLAMPED_FLAG in p.flags for p in periods] == [False, True, False, True]
+    skipping = duty(
+        recurrence={"rrule": "FREQ=MONTHLY", "period": "month"},
+        due={"rule": "day_of_period", "day": 31, "roll": "none", "month_end": "skip"},
+    )
+    assert [p.key for p in expand(skipping, date(2025, 1, 1), date(2025, 4, 30), WORKDAYS, SHANGHAI)] == [
+        "2025-01",
+        "2025-03",
+    ]
+
+
+def test_a_holiday_due_date_rolls_to_a_working_day() -> None:
+    october = duty(
+        recurrence={"rrule": "FREQ=MONTHLY;BYMONTH=10", "period": "month"},
+        due={"rule": "day_of_period", "day": 1, "roll": "forward"},
+    )
+    (period,) = expand(october, date(2026, 1, 1), date(2026, 12, 31), WORKDAYS, SHANGHAI)
+    assert period.due_at.date() == date(2026, 10, 8)  # the National Day holiday runs 1–7 October 2026
+    assert ROLLED_FLAG in period.flags
+
+
+def test_weekly_quota_is_due_on_the_last_working_day_of_the_iso_week() -> None:
+    weekly = duty(recurrence={"rrule": "FREQ=WEEKLY", "period": "week"})
+    periods = expand(weekly, date(2026, 2, 9), date(2026, 2, 22), WORKDAYS, SHANGHAI)
+    assert [(p.key, p.due_at.date()) for p in periods] == [("2026-W07", date(2026, 2, 14))]  # W08 is all holiday
+
+
+def test_an_unpublished_year_is_flagged_never_silent() -> None:
+    periods = expand(duty(), date(2027, 1, 1), date(2027, 4, 30), WORKDAYS, SHANGHAI)
+    assert periods and all(UNPUBLISHED_FLAG in p.flags for p in periods)
+    published = WorkdayCalendar(overrides={date(2027, 2, 26): False}, override_years={2027})
+    periods = expand(duty(), date(2027, 1, 1), date(2027, 4, 30), published, SHANGHAI)
+    assert all(UNPUBLISHED_FLAG not in p.flags for p in periods)
+    assert periods[0].due_at.date() == date(2027, 2, 25)  # the override made Friday the 26th a day off
+
+
+def test_reminders_go_out_on_working_days_before_the_due_date() -> None:
+    (period,) = expand(duty(reminders=[7, 3, 0]), date(2026, 4, 1), date(2026, 4, 30), WORKDAYS, SHANGHAI)
+    assert period.due_at.date() == date(2026, 4, 30)
+    times = reminder_times(duty(reminders=[7, 3, 0]), period.due_at, WORKDAYS)
+    # 23 April is a Thursday; 27 April a Monday; the last at 09:00 on the due day.
+    assert [t.isoformat() for t in times] == [
+        "2026-04-23T09:00:00+08:00",
+        "2026-04-27T09:00:00+08:00",
+        "2026-04-30T09:00:00+08:00",
+    ]
