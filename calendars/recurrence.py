@@ -51,13 +51,17 @@ def expand(duty: DutySpec, start: date, end: date, workdays: WorkdayCalendar, zo
     return periods
 
 
-def reminder_times(duty: DutySpec, due_at: datetime, workdays: WorkdayCalendar) -> list[datetime]:
-    """When each reminder goes out: N days before the due date at remind_time, on a working day, earliest first."""
+def reminder_times(duty: DutySpec, due_at: datetime, workdays: WorkdayCalendar, zone: ZoneInfo) -> list[datetime]:
+    """When each reminder goes out: N days before the due date at remind_time, on a working day, earliest first.
+
+    Computed in the local zone: the ledger hands back UTC, and 09:00 means 09:00 in Huzhou.
+    """
+    local_due = due_at.astimezone(zone)
     times = []
     for days_before in duty.reminders:
-        day = workdays.roll(due_at.date() - timedelta(days=days_before), "backward")
-        moment = datetime.combine(day, duty.remind_time, tzinfo=due_at.tzinfo)
-        times.append(min(moment, due_at))
+        day = workdays.roll(local_due.date() - timedelta(days=days_before), "backward")
+        moment = datetime.combine(day, duty.remind_time, tzinfo=zone)
+        times.append(min(moment, local_due))
     return sorted(set(times))
 
 

@@ -16,6 +16,8 @@ def load_prefect_yaml(path: Path = PREFECT_YAML) -> PrefectYamlModel:
     """The validated file. Raises ValueError (pydantic's ValidationError included) for any bad deployment."""
     model = PrefectYamlModel.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
     for deployment in model.deployments:
+        if not deployment.name or not deployment.entrypoint:
+            raise ValueError(f"every deployment needs a name and an entrypoint: {deployment!r}")
         for schedule in deployment.schedules or []:
             check_schedule(deployment.name, schedule)
     return model
@@ -32,21 +34,30 @@ def check_schedule(name: str, schedule: Any) -> None:
     elif schedule.interval is not None:
         IntervalSchedule(interval=schedule.interval, timezone=schedule.timezone)
     else:
-        RRuleSchedule(rrule=schedule.rrule, timezone=schedule.timezone)
+        RRuleSchedule(rrule=schedule.rrule or "", timezone=schedule.timezone)
 
 
 def runner_deployments(model: PrefectYamlModel) -> list[Any]:
     """The same deployments, with the same schedules, for prefect.serve() on one machine."""
     from prefect.deployments.runner import RunnerDeployment
-    from prefect.schedules import Cron
 
     return [
         RunnerDeployment.from_entrypoint(
-            entrypoint=deployment.entrypoint,
-            name=deployment.name,
+            entrypoint=deployment.entrypoint or "",
+            name=deployment.name or "",
             parameters=deployment.parameters or {},
             concurrency_limit=getattr(deployment, "concurrency_limit", None),
-            schedules=[Cron(s.cron, timezone=s.timezone) for s in deployment.schedules or []],
+            schedules=[served_schedule(s) for s in deployment.schedules or []],
         )
         for deployment in model.deployments
     ]
+
+
+def served_schedule(schedule: Any) -> Any:
+    from prefect.schedules import Cron, Interval, RRule
+
+    if schedule.cron is not None:
+        return Cron(schedule.cron, timezone=schedule.timezone)
+    if schedule.interval is not None:
+        return Interval(schedule.interval, timezone=schedule.timezone)
+    return RRule(schedule.rrule, timezone=schedule.timezone)

@@ -7,8 +7,8 @@ import time
 
 from prefect import serve
 from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound
 from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
 
 from flows.deployments import load_prefect_yaml, runner_deployments
 

@@ -59,8 +59,9 @@ def _start_scheduler(children: list[subprocess.Popen[bytes]], logs: Path) -> Non
         env.update(PREFECT_QUIET, PREFECT_HOME=str(home))
         port = settings.prefect_port
         command = ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"]
-        children.append(_spawn([str(Path(sys.executable).parent / command[0]), *command[1:]], logs / "prefect.log",
-                               env))
+        children.append(
+            _spawn([str(Path(sys.executable).parent / command[0]), *command[1:]], logs / "prefect.log", env)
+        )
         env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
         if not _wait_healthy(env["PREFECT_API_URL"], timeout=120):
             print(f"Prefect 服务器未能启动，见 {logs / 'prefect.log'}", file=sys.stderr, flush=True)

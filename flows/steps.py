@@ -131,7 +131,7 @@ def plan(session: Session, ctx: Context, *, start: date, end: date, at: datetime
         periods = expand(duty, start, end, program.workdays, ctx.zone)
         for unit_id in program.assignees(duty):
             for period in periods:
-                reminders = reminder_times(duty, period.due_at, program.workdays)
+                reminders = reminder_times(duty, period.due_at, program.workdays, ctx.zone)
                 rows.append(
                     {
                         "duty_id": duty.id,
@@ -218,7 +218,7 @@ def _open_rows(session: Session, moment: str, at: datetime) -> Iterator[Occurren
 
 def _queue_reminder(session: Session, ctx: Context, occurrence: Occurrence, *, at: datetime) -> int:
     duty = ctx.program.duties.get(occurrence.duty_id)
-    times = reminder_times(duty, occurrence.due_at, ctx.program.workdays) if duty else []
+    times = reminder_times(duty, occurrence.due_at, ctx.program.workdays, ctx.zone) if duty else []
     passed = [t for t in times if t <= at]
     upcoming = [t for t in times if t > at]
     won = claim(

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import func, nulls_last, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql import ClauseElement
 from sqlmodel import Session, SQLModel
 
 from store.models import AuditEvent, Duty, Occurrence, Setting, Unit, status_condition
@@ -32,7 +34,22 @@ def claim(
     for column, value in expect.items():
         conditions.append(table.c[column].is_(None) if value is None else table.c[column] == value)
     result = session.execute(update(table).where(*conditions).values(**values))
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    won = result.rowcount == 1  # type: ignore[attr-defined]
+    if won:
+        _refresh_loaded(session, model, row_id, values)
+    return won
+
+
+def _refresh_loaded(session: Session, model: type[SQLModel], row_id: int, values: dict[str, Any]) -> None:
+    """Keep an instance already loaded in this session in step with a Core update, so nobody reads stale state."""
+    loaded = session.identity_map.get(session.identity_key(model, row_id))
+    if loaded is None:
+        return
+    for column, value in values.items():
+        if isinstance(value, ClauseElement):
+            session.expire(loaded, [column])
+        else:
+            set_committed_value(loaded, column, value)
 
 
 def audit(

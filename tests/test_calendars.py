@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 
 import pytest
@@ -203,7 +203,7 @@ def test_an_unpublished_year_is_flagged_never_silent() -> None:
 def test_reminders_go_out_on_working_days_before_the_due_date() -> None:
     (period,) = expand(duty(reminders=[7, 3, 0]), date(2026, 4, 1), date(2026, 4, 30), WORKDAYS, SHANGHAI)
     assert period.due_at.date() == date(2026, 4, 30)
-    times = reminder_times(duty(reminders=[7, 3, 0]), period.due_at, WORKDAYS)
+    times = reminder_times(duty(reminders=[7, 3, 0]), period.due_at.astimezone(UTC), WORKDAYS, SHANGHAI)
     # 23 April is a Thursday; 27 April a Monday; the last at 09:00 on the due day.
     assert [t.isoformat() for t in times] == [
         "2026-04-23T09:00:00+08:00",
