@@ -1,0 +1,161 @@
+"""The real Prefect flows against a real Prefect server, started once per test session (marked `flows`),
+and prefect.yaml validated with Prefect's own models."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flows.deployments import load_prefect_yaml, runner_deployments
+from notify.receivers import Inbox, free_port
+
+SERVER_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_UI_ENABLED": "false",
+    # The recorder and persister write to SQLite on every run; off, runs do not wait on "database is locked".
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    "PREFECT_SERVER_DATABASE_TIMEOUT": "30",
+    "PREFECT_LOGGING_TO_API_ENABLED": "false",
+}
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_HOME,
+        PREFECT_LOGGING_TO_API_ENABLED,
+        temporary_settings,
+    )
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    env = {**os.environ, **SERVER_ENV, "PREFECT_HOME": str(home)}
+    env.pop("PREFECT_API_URL", None)
+    log = (home / "server.log").open("wb")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
+         "--no-ui", "--analytics-off"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=home,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        _wait_for(api, server, home)
+        # The heartbeat thread adds about a second to every synchronous run; tests turn it off in-process.
+        with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_HOME: str(home),
+                                         PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+                                         PREFECT_LOGGING_TO_API_ENABLED: False}):
+            yield api
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+def _wait_for(api: str, server: subprocess.Popen[bytes], home: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"Prefect server exited: {(home / 'server.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{api}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        server_wait = 0.2
+        try:
+            server.wait(server_wait)  # poll the process rather than sleep blind
+        except subprocess.TimeoutExpired:
+            pass
+    pytest.fail("Prefect server did not become healthy in 120 s")
+
+
+def test_prefect_yaml_is_valid_with_prefects_own_models() -> None:
+    model = load_prefect_yaml()
+    by_name = {d.name: d for d in model.deployments}
+    assert set(by_name) == {"tick", "plan"}
+    assert by_name["tick"].entrypoint == "flows/tick.py:tick_flow"
+    for deployment in model.deployments:
+        assert deployment.work_pool is not None and deployment.work_pool.name == "duties-pool"
+        assert [s.timezone for s in deployment.schedules or []] == ["Asia/Shanghai"]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [("cron: '61 * * * *'\n        timezone: Asia/Shanghai", "Invalid cron"), ("cron: '*/5 * * * *'\n        timezone: Mars/Base", "Invalid timezone"),
+     ("cron: '*/5 * * * *'", "timezone")],
+)
+def test_a_bad_schedule_in_prefect_yaml_is_an_error(tmp_path: Path, schedule: str, message: str) -> None:
+    path = tmp_path / "prefect.yaml"
+    path.write_text(f"""name: duties
+deployments:
+  - name: tick
+    entrypoint: flows/tick.py:tick_flow
+    work_pool: {{name: duties-pool}}
+    schedules:
+      - {schedule}
+""", encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        load_prefect_yaml(path)
+
+
+def test_served_deployments_keep_the_schedules_in_shanghai() -> None:
+    deployments = runner_deployments(load_prefect_yaml())
+    tick = next(d for d in deployments if d.name == "tick")
+    assert tick.concurrency_limit == 1
+    (schedule,) = tick.schedules
+    assert schedule.schedule.cron == "*/5 * * * *" and schedule.schedule.timezone == "Asia/Shanghai"
+
+
+@pytest.mark.flows
+def test_tick_flow_runs_one_flow_run_for_the_whole_tick(prefect_api: str, sqlite_store: str,
+                                                        fresh_inbox: Inbox) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter
+
+    from flows.tick import plan_flow, tick_flow
+
+    assert plan_flow(days=10, at="2026-02-01T08:00") == 5  # the spot checks of week 6, due Friday the 6th
+    state = tick_flow(at="2026-02-02T09:30", return_state=True)
+    assert state.is_completed()
+    report = state.result()
+    assert report["reminded"] == 5 and report["sent"] == 10 and report["failed"] == 0
+    assert len(fresh_inbox.mails) == 5 and len(fresh_inbox.posts) == 5
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id={"any_": [state.state_details.flow_run_id]}))
+        assert [run.state.type.value for run in runs if run.state] == ["COMPLETED"]
+        assert client.read_task_runs() == []  # bulk steps inside one flow run, not one task per reminder
+
+
+@pytest.mark.flows
+def test_a_bad_calendar_fails_the_flow_run_and_writes_nothing(prefect_api: str, sqlite_store: str,
+                                                             calendars_dir: Path) -> None:
+    from flows.tick import tick_flow
+    from store import db
+    from store.models import Occurrence
+    from store.queries import count_rows
+
+    (calendars_dir / "huzhou" / "duties.yaml").write_text("duties:\n  - id: Bad Id\n", encoding="utf-8")
+    state = tick_flow(at="2026-02-02T09:30", return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="duties.yaml:2"):
+        state.result()
+    with db.session_scope() as session:
+        assert count_rows(session, Occurrence) == 0
