@@ -23,8 +23,12 @@ def run(*args: str) -> tuple[int, str, str]:
 def test_check_prints_path_line_problems_and_exits_1(settings_env: Path, calendars_dir: Path) -> None:
     duties = calendars_dir / "huzhou" / "duties.yaml"
     text = duties.read_text(encoding="utf-8")
-    duties.write_text(text.replace("assignees: [\"tag:spot-check\"]", "assignees: [\"tag:nobody\"]")
-                      .replace("    reminders: [4, 0]", "    reminders: [4, 0]\n    colour: red"), encoding="utf-8")
+    duties.write_text(
+        text.replace('assignees: ["tag:spot-check"]', 'assignees: ["tag:nobody"]').replace(
+            "    reminders: [4, 0]", "    reminders: [4, 0]\n    colour: red"
+        ),
+        encoding="utf-8",
+    )
     code, out, _ = run("check", str(calendars_dir))
     assert code == 1
     lines = [line for line in out.splitlines() if line.startswith(str(duties))]

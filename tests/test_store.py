@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text
@@ -24,7 +24,7 @@ def test_datetimes_come_back_aware_in_utc(store: str, program: Program) -> None:
         steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 8), at=local("2026-01-20T08:00"))
     with db.session_scope() as session:
         row = session.execute(select(Occurrence).limit(1)).scalar_one()
-        assert row.due_at.tzinfo is not None and row.due_at.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+        assert row.due_at.tzinfo is not None and row.due_at.utcoffset() == timedelta(0)
         assert row.due_at == local("2026-02-06T17:00")
 
 
@@ -33,9 +33,16 @@ def test_naive_datetimes_are_refused(store: str) -> None:
         session.add(Unit(id="u", name="单位", kind="street", tags=[]))
         session.add(Setting(key="k", value="v"))
         session.commit()
-        occurrence = Occurrence(duty_id="d", unit_id="u", period="p", title="t", starts_at=datetime(2026, 1, 1),
-                                due_at=datetime(2026, 1, 2), first_remind_at=datetime(2026, 1, 1),
-                                created_at=datetime(2026, 1, 1))
+        occurrence = Occurrence(
+            duty_id="d",
+            unit_id="u",
+            period="p",
+            title="t",
+            starts_at=datetime(2026, 1, 1),
+            due_at=datetime(2026, 1, 2),
+            first_remind_at=datetime(2026, 1, 1),
+            created_at=datetime(2026, 1, 1),
+        )
         session.add(occurrence)
         with pytest.raises(Exception, match="naive datetime"):
             session.commit()
@@ -48,10 +55,25 @@ def test_plan_is_idempotent_even_when_two_planners_race(store: str, program: Pro
         ctx_a, ctx_b = make_context(first, program), make_context(second, program)
         added_a = steps.plan(first, ctx_a, start=date(2026, 2, 1), end=date(2026, 2, 28), at=at)
         # The second planner has already read "nothing planned" before the first committed: its insert must skip.
-        rows = [{"duty_id": o.duty_id, "unit_id": o.unit_id, "period": o.period, "title": "dup", "detail": "",
-                 "starts_at": o.starts_at, "due_at": o.due_at, "flags": [], "first_remind_at": o.first_remind_at,
-                 "next_remind_at": None, "next_escalate_at": None, "level": 0, "reminders_sent": 0,
-                 "created_at": at} for o in second.execute(select(Occurrence)).scalars()]
+        rows = [
+            {
+                "duty_id": o.duty_id,
+                "unit_id": o.unit_id,
+                "period": o.period,
+                "title": "dup",
+                "detail": "",
+                "starts_at": o.starts_at,
+                "due_at": o.due_at,
+                "flags": [],
+                "first_remind_at": o.first_remind_at,
+                "next_remind_at": None,
+                "next_escalate_at": None,
+                "level": 0,
+                "reminders_sent": 0,
+                "created_at": at,
+            }
+            for o in second.execute(select(Occurrence)).scalars()
+        ]
         insert_ignoring_conflicts(second, Occurrence, rows)
         second.commit()
         added_b = steps.plan(second, ctx_b, start=date(2026, 2, 1), end=date(2026, 2, 28), at=at)
@@ -69,10 +91,13 @@ def test_a_claim_is_won_by_exactly_one_session(store: str, program: Program) -> 
         steps.remind(session, ctx, at=at)
         delivery_id = session.execute(select(Delivery.id).limit(1)).scalar_one()  # type: ignore[call-overload]
     with db.session_scope() as first, db.session_scope() as second:
-        won_first = claim(first, Delivery, row_id=delivery_id, expect={"status": "pending"}, values={"status": "sending"})
+        won_first = claim(
+            first, Delivery, row_id=delivery_id, expect={"status": "pending"}, values={"status": "sending"}
+        )
         first.commit()
-        won_second = claim(second, Delivery, row_id=delivery_id, expect={"status": "pending"},
-                           values={"status": "sending"})
+        won_second = claim(
+            second, Delivery, row_id=delivery_id, expect={"status": "pending"}, values={"status": "sending"}
+        )
         second.commit()
     assert (won_first, won_second) == (True, False)
 
