@@ -121,22 +121,24 @@ def _reset_caches() -> None:
     get_settings.cache_clear()
 
 
-@pytest.fixture
-def store(settings_env: Path, monkeypatch: pytest.MonkeyPatch, any_database_url: str) -> Iterator[str]:
-    monkeypatch.setenv("DUTIES_DATABASE_URL", any_database_url)
+def _open_store(monkeypatch: pytest.MonkeyPatch, url: str) -> Iterator[str]:
+    monkeypatch.setenv("DUTIES_DATABASE_URL", url)
     _reset_caches()
     db.create_tables(db.get_engine())
-    yield any_database_url
+    yield url
     _reset_caches()
+
+
+@pytest.fixture
+def store(settings_env: Path, monkeypatch: pytest.MonkeyPatch, any_database_url: str) -> Iterator[str]:
+    """A fresh store on each database kind."""
+    yield from _open_store(monkeypatch, any_database_url)
 
 
 @pytest.fixture
 def sqlite_store(settings_env: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[str]:
-    monkeypatch.setenv("DUTIES_DATABASE_URL", database_url)
-    _reset_caches()
-    db.create_tables(db.get_engine())
-    yield database_url
-    _reset_caches()
+    """A fresh store in this test's SQLite file."""
+    yield from _open_store(monkeypatch, database_url)
 
 
 @pytest.fixture
