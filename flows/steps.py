@@ -20,7 +20,7 @@ from calendars.loader import Program
 from calendars.recurrence import expand, reminder_times
 from calendars.schema import DutySpec, LevelSpec
 from notify.send import Sender
-from store.models import Contact, Delivery, Duty, Escalation, Occurrence, Unit
+from store.models import Confirmation, Contact, Delivery, Duty, Escalation, Occurrence, Unit
 from store.queries import audit, claim, get_value, insert_ignoring_conflicts, put_value
 from store.settings import Settings
 from templates import render
@@ -217,19 +217,26 @@ def _open_rows(session: Session, moment: str, at: datetime) -> Iterator[Occurren
 
 
 def _queue_reminder(session: Session, ctx: Context, occurrence: Occurrence, *, at: datetime) -> int:
+    """Queue the latest reminder whose time has come; an older one that was missed is not sent late."""
     duty = ctx.program.duties.get(occurrence.duty_id)
     times = reminder_times(duty, occurrence.due_at, ctx.program.workdays, ctx.zone) if duty else []
     passed = [t for t in times if t <= at]
     upcoming = [t for t in times if t > at]
+    # Once it is overdue (or its duty was removed) the ladder speaks, not the reminders.
+    live = duty is not None and at < occurrence.due_at
+    sending = live and bool(passed)
     won = claim(
         session,
         Occurrence,
         row_id=occurrence.id or 0,
         expect={"next_remind_at": occurrence.next_remind_at},
-        values={"next_remind_at": upcoming[0] if upcoming else None, "reminders_sent": occurrence.reminders_sent + 1},
+        values={
+            "next_remind_at": upcoming[0] if upcoming and live else None,
+            "reminders_sent": occurrence.reminders_sent + int(sending),
+        },
     )
-    if not won or duty is None or not passed or at >= occurrence.due_at + timedelta(hours=12):
-        return 0  # another worker took it, the duty was removed, or it is overdue: escalation speaks now
+    if not won or not sending or duty is None:
+        return 0
     due_day = occurrence.due_at.astimezone(ctx.zone).date()
     stage = f"remind:{(due_day - passed[-1].astimezone(ctx.zone).date()).days}d"
     days_left = (due_day - at.astimezone(ctx.zone).date()).days
@@ -455,8 +462,6 @@ def unpublished_warnings(program: Program, today: date, horizon_days: int) -> li
 
 def confirm(session: Session, *, occurrence_id: int, note: str, evidence: list[str], at: datetime, client: str) -> str:
     """Record a unit's confirmation. Returns confirmed, already or closed; only the first POST changes anything."""
-    from store.models import Confirmation
-
     occurrence = session.get(Occurrence, occurrence_id)
     if occurrence is None:
         raise LookupError(occurrence_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, and_, or_
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -173,10 +173,7 @@ class AuditEvent(SQLModel, table=True):
 
 def status_condition(status: str, at: datetime) -> Any:
     """The SQL twin of ``Occurrence.status_at``: rows whose derived status at ``at`` is ``status``."""
-    from sqlalchemy import and_, or_
-
-    o = Occurrence
-    col = o.__table__.c  # type: ignore[attr-defined]
+    col = Occurrence.__table__.c  # type: ignore[attr-defined]
     not_waived = or_(col.waived_at.is_(None), col.waived_at > at)
     not_done = or_(col.done_at.is_(None), col.done_at > at)
     not_parked = or_(col.parked_at.is_(None), col.parked_at > at)

@@ -80,6 +80,13 @@ def healthz(session: SessionDep, at: NowDep) -> JSONResponse:
 # ---------------------------------------------------------------- confirmation links
 
 
+class LinkError(Exception):
+    """A confirmation link that cannot be used: tampered, expired or unknown. Answered with a Chinese page."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
 def _occurrence_for(session: Session, token: str, at: datetime) -> tuple[Occurrence, Duty, Unit]:
     try:
         claim = read_token(secret_key(session), token, at=at)
@@ -91,11 +98,6 @@ def _occurrence_for(session: Session, token: str, at: datetime) -> tuple[Occurre
     duty, unit = session.get(Duty, occurrence.duty_id), session.get(Unit, occurrence.unit_id)
     assert duty is not None and unit is not None
     return occurrence, duty, unit
-
-
-class LinkError(Exception):
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
 
 
 @app.exception_handler(LinkError)
