@@ -1,12 +1,19 @@
-"""Expand a duty's recurrence into periods with their due moments, on the working-day calendar.
+"""Expand a duty into periods with their due moments, on the working-day calendar.
 
 Every period is computed from the rule's anchor, never by adding months to the previous one, so a due day of the
 31st clamps to the 28th in February and comes back to the 31st in March (no 31 → 28 → 28 drift).
+
+Four kinds share this: a fixed calendar (one occurrence per period), a quota (the same, completed by N checks),
+unannounced checks (N occurrences per period on working days drawn from a secret seed) and targets (one occurrence
+from start to deadline).
 """
 
 from __future__ import annotations
 
 import calendar as month_calendar
+import hashlib
+import hmac
+import random
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -19,7 +26,10 @@ from calendars.workdays import UNPUBLISHED_FLAG, WorkdayCalendar
 # A Monday, so weekly rules yield Mondays and monthly rules yield a day we normalise to the 1st.
 RULE_ANCHOR = datetime(2000, 1, 3)
 CLAMPED_FLAG = "月末截取"
-ROLLED_FLAG = "节假日顺延"
+ROLLED_FLAG = "遇节假日调整"
+SKIPPED_FLAG = "本期无此日，跳过"
+NO_WORKDAY_FLAG = "本期无工作日，跳过"
+UNANNOUNCED_FLAG = "不定时抽查"
 
 
 @dataclass(frozen=True)
@@ -28,27 +38,46 @@ class Period:
     starts: date
     ends: date
     due_at: datetime
-    flags: tuple[str, ...]
-    tasks: tuple[str, ...]
+    flags: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    skipped: bool = False
+    visible_from: datetime | None = None  # unannounced: the inspected must not learn the day before it comes
 
 
-def expand(duty: DutySpec, start: date, end: date, workdays: WorkdayCalendar, zone: ZoneInfo) -> list[Period]:
-    """Periods of ``duty`` whose due date falls between start and end, both included."""
-    rule = rrulestr(duty.recurrence.rrule, dtstart=RULE_ANCHOR)
-    window_start = datetime.combine(start - timedelta(days=62), datetime.min.time())
-    window_end = datetime.combine(end, datetime.min.time())
-    starts = sorted(
-        {
-            _period_start(moment.date(), duty.recurrence.period)
-            for moment in rule.between(window_start, window_end, inc=True)
-        }
-    )
+def expand(
+    duty: DutySpec,
+    start: date,
+    end: date,
+    workdays: WorkdayCalendar,
+    zone: ZoneInfo,
+    *,
+    unit: str = "",
+    seed: str = "",
+    include_skipped: bool = False,
+) -> list[Period]:
+    """Periods of ``duty`` (for ``unit``) whose due date falls between start and end, both included; a target
+    is returned while its span from start to deadline overlaps them.
+
+    ``seed`` draws the days of unannounced checks; ``include_skipped`` also returns periods with no due date (for
+    preview), dated at the period's end.
+    """
+    if duty.target is not None:
+        return _target_period(duty, start, end, zone)
     periods = []
-    for period_start in starts:
-        period = _make_period(duty, period_start, workdays, zone)
-        if period is not None and start <= period.due_at.date() <= end:
-            periods.append(period)
-    return periods
+    for period_start in period_starts(duty, start - timedelta(days=62), end):
+        for period in _make_periods(duty, period_start, workdays, zone, unit=unit, seed=seed):
+            if (include_skipped or not period.skipped) and start <= period.due_at.date() <= end:
+                periods.append(period)
+    return sorted(periods, key=lambda p: (p.due_at, p.key))
+
+
+def period_starts(duty: DutySpec, start: date, end: date) -> list[date]:
+    assert duty.recurrence is not None
+    rule = rrulestr(duty.recurrence.rrule, dtstart=RULE_ANCHOR)
+    window = rule.between(
+        datetime.combine(start, datetime.min.time()), datetime.combine(end, datetime.min.time()), inc=True
+    )
+    return sorted({_period_start(moment.date(), duty.recurrence.period) for moment in window})
 
 
 def reminder_times(duty: DutySpec, due_at: datetime, workdays: WorkdayCalendar, zone: ZoneInfo) -> list[datetime]:
@@ -63,6 +92,13 @@ def reminder_times(duty: DutySpec, due_at: datetime, workdays: WorkdayCalendar, 
         moment = datetime.combine(day, duty.remind_time, tzinfo=zone)
         times.append(min(moment, local_due))
     return sorted(set(times))
+
+
+def draw_days(seed: str, label: str, candidates: list[date], count: int) -> list[date]:
+    """``count`` distinct days from ``candidates``, the same for the same seed and label, unguessable without it."""
+    digest = hmac.new(seed.encode(), label.encode(), hashlib.sha256).digest()
+    chooser = random.Random(int.from_bytes(digest, "big"))
+    return sorted(chooser.sample(candidates, min(count, len(candidates))))
 
 
 def _period_start(day: date, period: str) -> date:
@@ -84,48 +120,66 @@ def _period_key(starts: date, period: str) -> str:
     return f"{starts.year}-{starts.month:02d}"
 
 
-def _make_period(duty: DutySpec, starts: date, workdays: WorkdayCalendar, zone: ZoneInfo) -> Period | None:
-    period = duty.recurrence.period
-    ends = _period_end(starts, period)
-    due = _due_date(duty.due, starts, ends, workdays)
-    if due is None:
-        return None
-    due_day, flags = due
-    if workdays.unpublished_years(starts, ends, due_day):
-        flags = (*flags, UNPUBLISHED_FLAG)
-    tasks = tuple(duty.monthly_tasks.get(starts.month, ())) if period == "month" else ()
-    return Period(
-        key=_period_key(starts, period),
-        starts=starts,
-        ends=ends,
-        due_at=datetime.combine(due_day, duty.due.time, tzinfo=zone),
-        flags=flags,
-        tasks=tasks,
-    )
+def _make_periods(
+    duty: DutySpec, starts: date, workdays: WorkdayCalendar, zone: ZoneInfo, *, unit: str, seed: str
+) -> list[Period]:
+    assert duty.recurrence is not None
+    kind = duty.recurrence.period
+    ends = _period_end(starts, kind)
+    key = _period_key(starts, kind)
+    unpublished = (UNPUBLISHED_FLAG,) if workdays.unpublished_years(starts, ends) else ()
+    tasks = tuple(duty.monthly_tasks.get(starts.month, ())) if kind == "month" else ()
+    if duty.unannounced is not None:
+        days = draw_days(seed, f"{duty.id}|{unit}|{key}", list(workdays.workdays(starts, ends)), duty.unannounced.count)
+        return [
+            Period(
+                key=f"{key}#{number}",
+                starts=day,
+                ends=day,
+                due_at=datetime.combine(day, duty.due.time, tzinfo=zone),
+                flags=(UNANNOUNCED_FLAG, *unpublished),
+                visible_from=datetime.combine(day, datetime.min.time(), tzinfo=zone),
+            )
+            for number, day in enumerate(days, start=1)
+        ]
+    due_day, flags = _due_date(duty.due, starts, ends, workdays)
+    if due_day is None:
+        end_moment = datetime.combine(ends, duty.due.time, tzinfo=zone)
+        return [Period(key, starts, ends, end_moment, flags=(*flags, *unpublished), skipped=True)]
+    due_at = datetime.combine(due_day, duty.due.time, tzinfo=zone)
+    return [Period(key, starts, ends, due_at, flags=(*flags, *unpublished), tasks=tasks)]
 
 
-def _due_date(
-    rule: DueSpec, starts: date, ends: date, workdays: WorkdayCalendar
-) -> tuple[date, tuple[str, ...]] | None:
+def _target_period(duty: DutySpec, start: date, end: date, zone: ZoneInfo) -> list[Period]:
+    assert duty.target is not None
+    target = duty.target
+    if target.deadline < start or target.start > end:  # a target lives from its start to its deadline
+        return []
+    due_at = datetime.combine(target.deadline, duty.due.time, tzinfo=zone)
+    return [Period(f"target-{target.deadline.isoformat()}", target.start, target.deadline, due_at)]
+
+
+DueDay = tuple[date | None, tuple[str, ...]]
+
+
+def _due_date(rule: DueSpec, starts: date, ends: date, workdays: WorkdayCalendar) -> DueDay:
     if rule.rule == "last_workday":
         day = workdays.last_workday(starts, ends)
-        return None if day is None else (day, ())
+        return day, () if day else (NO_WORKDAY_FLAG,)
     if rule.rule == "nth_workday":
         assert rule.n is not None
         day = workdays.nth_workday(starts, ends, rule.n)
-        return None if day is None else (day, ())
+        return day, () if day else (NO_WORKDAY_FLAG,)
     return _day_of_period(rule, starts, ends, workdays)
 
 
-def _day_of_period(
-    rule: DueSpec, starts: date, ends: date, workdays: WorkdayCalendar
-) -> tuple[date, tuple[str, ...]] | None:
+def _day_of_period(rule: DueSpec, starts: date, ends: date, workdays: WorkdayCalendar) -> DueDay:
     assert rule.day is not None
     flags: tuple[str, ...] = ()
     offset = rule.day - 1
     if starts + timedelta(days=offset) > ends:
         if rule.month_end == "skip":
-            return None
+            return None, (SKIPPED_FLAG,)
         offset, flags = (ends - starts).days, (CLAMPED_FLAG,)
     day = starts + timedelta(days=offset)
     rolled = workdays.roll(day, rule.roll)

@@ -7,6 +7,7 @@ error with a line number rather than a silently ignored setting.
 from __future__ import annotations
 
 import re
+from datetime import date
 from datetime import time as TimeOfDay
 from typing import Literal
 
@@ -103,6 +104,46 @@ class DueSpec(Strict):
         return self
 
 
+class QuotaSpec(Strict):
+    """At least ``count`` performed checks per period, each recorded; a period that ends short is overdue."""
+
+    count: int = Field(ge=1, le=100, description="Checks required in each period (每周不少于1次 → 1)")
+
+
+class UnannouncedSpec(Strict):
+    """不定时: ``count`` checks per period on working days drawn from a secret seed, unknown to the inspected."""
+
+    count: int = Field(ge=1, le=20, description="Unannounced checks per period for each assignee")
+    subjects: list[str] = Field(default=[], description="Who is inspected (unit ids, kind:X, tag:X); never told")
+
+
+class TargetSpec(Strict):
+    """A numeric goal with a deadline, e.g. 100 美丽小区 by 2022-12-31; progress is recorded against it."""
+
+    goal: float = Field(gt=0)
+    measure: str = Field(min_length=1, description="What is counted, e.g. 个“美丽小区”")
+    start: date = Field(description="When counting starts, usually the date of the guidance")
+    deadline: date
+
+    @model_validator(mode="after")
+    def _deadline_after_start(self) -> TargetSpec:
+        if self.deadline < self.start:
+            raise ValueError(f"deadline {self.deadline} is before start {self.start}")
+        return self
+
+
+class ChainSpec(Strict):
+    """Inspection → rectification → re-inspection (检查结果、整改、责任、复检四清单, 附件1 第7项 举措4)."""
+
+    rectify_workdays: int = Field(ge=1, le=120, description="Working days a finding has to be rectified (整改)")
+    reinspect_workdays: int = Field(
+        ge=1, le=60, description="Working days after the rectification deadline to re-inspect (复检)"
+    )
+    responsibility: list[Literal["总", "片", "点"]] = Field(
+        default=["总", "片", "点"], description="Levels of responsible person each check names (总、片、点责任人)"
+    )
+
+
 class DutySpec(Strict):
     id: str = Field(pattern=ID_PATTERN)
     family: str = Field(min_length=1)
@@ -112,14 +153,36 @@ class DutySpec(Strict):
     lead: list[str] = Field(min_length=1, description="Unit ids, kind:X or tag:X")
     cooperating: list[str] = []
     assignees: list[str] = Field(min_length=1, description="Who must do it: unit ids, kind:X or tag:X")
-    recurrence: RecurrenceSpec
+    recurrence: RecurrenceSpec | None = Field(default=None, description="Required except for targets")
     due: DueSpec = DueSpec()
     reminders: list[int] = Field(default=[3, 1, 0], description="Days before the due date, sent at remind_time")
     remind_time: TimeOfDay = TimeOfDay(9, 0)
-    monthly_tasks: dict[int, list[str]] = {}
+    monthly_tasks: dict[int, list[str]] = Field(default={}, description="Month-specific tasks (1–12)")
+    quota: QuotaSpec | None = None
+    unannounced: UnannouncedSpec | None = None
+    target: TargetSpec | None = None
+    chain: ChainSpec | None = None
     ladder: str = "default"
     inferred: bool = False
     assumption: str = ""
+
+    @property
+    def kind(self) -> str:
+        """calendar, quota, unannounced or target: how occurrences are made and when one is complete."""
+        if self.target is not None:
+            return "target"
+        if self.unannounced is not None:
+            return "unannounced"
+        if self.quota is not None:
+            return "quota"
+        return "calendar"
+
+    @property
+    def required(self) -> float:
+        """What completes one occurrence: checks for a quota, the goal for a target, else one confirmation."""
+        if self.target is not None:
+            return self.target.goal
+        return float(self.quota.count) if self.quota is not None else 1.0
 
     @field_validator("clause")
     @classmethod
@@ -131,8 +194,8 @@ class DutySpec(Strict):
     @field_validator("reminders")
     @classmethod
     def _reminders_sorted(cls, value: list[int]) -> list[int]:
-        if any(days < 0 or days > 60 for days in value):
-            raise ValueError("reminder lead times are days before the due date, from 0 to 60")
+        if any(days < 0 or days > 366 for days in value):
+            raise ValueError("reminder lead times are days before the due date, from 0 to 366")
         return sorted(set(value), reverse=True)
 
     @field_validator("monthly_tasks")
@@ -144,11 +207,20 @@ class DutySpec(Strict):
         return value
 
     @model_validator(mode="after")
-    def _inferred_needs_assumption(self) -> DutySpec:
+    def _consistent(self) -> DutySpec:
         if self.inferred and not self.assumption.strip():
             raise ValueError("inferred: true needs an assumption saying what was assumed and why")
-        if self.due.rule == "nth_workday" and self.recurrence.period == "week" and (self.due.n or 0) > 7:
-            raise ValueError(f"nth_workday n={self.due.n} can never be met in a week")
+        kinds = [name for name in ("quota", "unannounced", "target") if getattr(self, name) is not None]
+        if len(kinds) > 1:
+            raise ValueError(f"a duty is one of quota, unannounced or target, not {' and '.join(kinds)}")
+        if self.target is None and self.recurrence is None:
+            raise ValueError("recurrence is required (only a target has none)")
+        if self.target is not None and self.recurrence is not None:
+            raise ValueError("a target has a deadline, not a recurrence")
+        if self.unannounced is not None and self.due.rule != "last_workday":
+            raise ValueError("unannounced checks fall on drawn working days: leave the due rule at last_workday")
+        if self.monthly_tasks and (self.recurrence is None or self.recurrence.period != "month"):
+            raise ValueError("monthly_tasks needs a monthly recurrence (period: month)")
         return self
 
 

@@ -102,6 +102,7 @@ def check(path: Annotated[Path | None, typer.Argument(help="日历文件夹，�
 def plan(
     start: Annotated[str, typer.Option("--from", help="起始日期 YYYY-MM-DD（按截止日期计）")],
     end: Annotated[str, typer.Option("--to", help="结束日期 YYYY-MM-DD（含）")],
+    duty: Annotated[list[str] | None, typer.Option("--duty", help="只排期这些任务（可重复）")] = None,
     at: AtOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -113,11 +114,14 @@ def plan(
     if (last - first).days > 3660:
         fail("一次最多排期十年", 2)
     when, program = moment(at), program_or_exit()
+    unknown = sorted(set(duty or ()) - set(program.duties))
+    if unknown:
+        fail(f"没有这些任务：{'、'.join(unknown)}", 2)
     with session_scope() as session:
         create_tables(get_engine())
         ctx = runtime.make_context(session, program)
         steps.sync_program(session, program, at=when)
-        added = steps.plan(session, ctx, start=first, end=last, at=when)
+        added = steps.plan(session, ctx, start=first, end=last, at=when, only=set(duty) if duty else None)
     if as_json:
         emit_json({"from": first.isoformat(), "to": last.isoformat(), "added": added})
     else:

@@ -10,7 +10,7 @@ from sqlmodel import Session
 from calendars.loader import Program, load_program
 from flows.steps import Context
 from notify.send import Sender, send_apprise
-from store.db import secret_key
+from store.db import secret_key, unannounced_seed
 from store.settings import get_settings
 
 __all__ = ["get_settings", "load_calendars", "make_context", "now", "parse_moment"]
@@ -36,4 +36,6 @@ def load_calendars() -> Program:
 
 
 def make_context(session: Session, program: Program, send: Sender = send_apprise) -> Context:
-    return Context(program=program, settings=get_settings(), secret=secret_key(session), send=send)
+    return Context(
+        program=program, settings=get_settings(), secret=secret_key(session), send=send, seed=unannounced_seed(session)
+    )

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from calendars.loader import Program
-from calendars.recurrence import expand, reminder_times
+from calendars.recurrence import Period, expand, reminder_times
 from calendars.schema import DutySpec, LevelSpec
 from notify.send import Sender
 from store.models import Confirmation, Contact, Delivery, Duty, Escalation, Occurrence, Unit
@@ -38,6 +38,7 @@ class Context:
     settings: Settings
     secret: str
     send: Sender
+    seed: str = ""  # draws the days of unannounced checks
 
     @property
     def zone(self) -> Any:
@@ -79,6 +80,7 @@ def sync_program(session: Session, program: Program, *, at: datetime) -> bool:
         session.merge(
             Duty(
                 id=duty.id,
+                kind=duty.kind,
                 family=duty.family,
                 title=duty.title,
                 clause=duty.clause,
@@ -122,38 +124,50 @@ def _sync_contacts(session: Session, program: Program) -> None:
 # ---------------------------------------------------------------- plan
 
 
-def plan(session: Session, ctx: Context, *, start: date, end: date, at: datetime) -> int:
-    """Write the occurrences due between start and end. Idempotent: a second run adds nothing."""
+def plan(
+    session: Session, ctx: Context, *, start: date, end: date, at: datetime, only: Collection[str] | None = None
+) -> int:
+    """Write the occurrences due between start and end (of the ``only`` duties, if given). Idempotent."""
     program = ctx.program
     rows = []
     for duty in program.duties.values():
+        if only is not None and duty.id not in only:
+            continue
         ladder = program.ladders[duty.ladder]
-        periods = expand(duty, start, end, program.workdays, ctx.zone)
+        shared = expand(duty, start, end, program.workdays, ctx.zone) if duty.unannounced is None else []
         for unit_id in program.assignees(duty):
-            for period in periods:
-                reminders = reminder_times(duty, period.due_at, program.workdays, ctx.zone)
-                rows.append(
-                    {
-                        "duty_id": duty.id,
-                        "unit_id": unit_id,
-                        "period": period.key,
-                        "title": f"{duty.title}（{_period_label(period.key)}）",
-                        "detail": "；".join(period.tasks),
-                        "starts_at": datetime.combine(period.starts, datetime.min.time(), tzinfo=ctx.zone),
-                        "due_at": period.due_at,
-                        "flags": list(period.flags),
-                        "first_remind_at": reminders[0] if reminders else period.due_at,
-                        "next_remind_at": reminders[0] if reminders else None,
-                        "next_escalate_at": _workday_moment(program, period.due_at, ladder.grace_workdays),
-                        "level": 0,
-                        "reminders_sent": 0,
-                        "created_at": at,
-                    }
-                )
+            # Unannounced days are drawn per unit, so one inspector's days say nothing about another's.
+            periods = shared or expand(duty, start, end, program.workdays, ctx.zone, unit=unit_id, seed=ctx.seed)
+            rows += [_occurrence_row(ctx, duty, ladder.grace_workdays, unit_id, period, at) for period in periods]
     new_rows = _not_yet_planned(session, rows)
     insert_ignoring_conflicts(session, Occurrence, new_rows)
     session.commit()
     return len(new_rows)
+
+
+def _occurrence_row(
+    ctx: Context, duty: DutySpec, grace: int, unit_id: str, period: Period, at: datetime
+) -> dict[str, Any]:
+    reminders = reminder_times(duty, period.due_at, ctx.program.workdays, ctx.zone)
+    return {
+        "duty_id": duty.id,
+        "unit_id": unit_id,
+        "period": period.key,
+        "title": f"{duty.title}（{_period_label(period.key)}）",
+        "detail": "；".join(period.tasks),
+        "starts_at": datetime.combine(period.starts, datetime.min.time(), tzinfo=ctx.zone),
+        "due_at": period.due_at,
+        "flags": list(period.flags),
+        "first_remind_at": reminders[0] if reminders else period.due_at,
+        "next_remind_at": reminders[0] if reminders else None,
+        "next_escalate_at": _workday_moment(ctx.program, period.due_at, grace),
+        "visible_from": period.visible_from,
+        "required": duty.required,
+        "achieved": 0.0,
+        "level": 0,
+        "reminders_sent": 0,
+        "created_at": at,
+    }
 
 
 def _not_yet_planned(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -168,8 +182,14 @@ def _not_yet_planned(session: Session, rows: list[dict[str, Any]]) -> list[dict[
 
 
 def _period_label(key: str) -> str:
-    year, _, rest = key.partition("-")
-    return f"{year}年第{int(rest[1:])}周" if rest.startswith("W") else f"{year}年{int(rest)}月"
+    """2026年2月, 2026年第7周, 2026年2月第2次, 截至2022年12月31日."""
+    if key.startswith("target-"):
+        deadline = date.fromisoformat(key.removeprefix("target-"))
+        return f"截至{deadline.year}年{deadline.month}月{deadline.day}日"
+    base, _, number = key.partition("#")
+    year, _, rest = base.partition("-")
+    label = f"{year}年第{int(rest[1:])}周" if rest.startswith("W") else f"{year}年{int(rest)}月"
+    return f"{label}第{number}次" if number else label
 
 
 def _workday_moment(program: Program, moment: datetime, workdays: int) -> datetime:
@@ -460,38 +480,62 @@ def unpublished_warnings(program: Program, today: date, horizon_days: int) -> li
     ]
 
 
-def confirm(session: Session, *, occurrence_id: int, note: str, evidence: list[str], at: datetime, client: str) -> str:
-    """Record a unit's confirmation. Returns confirmed, already or closed; only the first POST changes anything."""
+def confirm(
+    session: Session,
+    *,
+    occurrence_id: int,
+    note: str,
+    evidence: list[str],
+    at: datetime,
+    client: str,
+    amount: float = 1.0,
+    form_id: str = "single",
+) -> str:
+    """Record a unit's report: a confirmation, one check of a quota, or progress towards a target.
+
+    Returns ``recorded`` (counted, not complete yet), ``confirmed`` (complete now), ``already`` (complete before, or
+    this form was already submitted: nothing changes) or ``closed`` (waived).
+    """
     occurrence = session.get(Occurrence, occurrence_id)
     if occurrence is None:
         raise LookupError(occurrence_id)
     if occurrence.waived_at is not None:
         return "closed"
-    won = claim(
-        session,
-        Occurrence,
-        row_id=occurrence_id,
-        expect={"done_at": None},
-        values={"done_at": at, "next_remind_at": None, "next_escalate_at": None},
-    )
-    if not won:
-        session.rollback()
+    if occurrence.done_at is not None:
         return "already"
     late = at > occurrence.due_at
-    session.add(
-        Confirmation(
-            occurrence_id=occurrence_id, note=note, evidence=evidence, confirmed_at=at, late=late, client=client[:200]
-        )
+    row = {
+        "occurrence_id": occurrence_id,
+        "form_id": form_id[:64],
+        "amount": amount,
+        "note": note,
+        "evidence": evidence,
+        "confirmed_at": at,
+        "late": late,
+        "client": client[:200],
+    }
+    if not insert_ignoring_conflicts(session, Confirmation, [row]):
+        session.rollback()
+        return "already"  # the same form again: a double tap or a retried request
+    table = Occurrence.__table__  # type: ignore[attr-defined]
+    session.execute(update(table).where(table.c.id == occurrence_id).values(achieved=table.c.achieved + amount))
+    finish = (
+        update(table)
+        .where(table.c.id == occurrence_id, table.c.done_at.is_(None), table.c.achieved >= table.c.required)
+        .values(done_at=at, next_remind_at=None, next_escalate_at=None)
     )
+    completed = session.execute(finish).rowcount == 1  # type: ignore[attr-defined]
     audit(
         session,
         at=at,
         actor=f"unit:{occurrence.unit_id}",
-        action="confirmed",
+        action="confirmed" if completed else "recorded",
         occurrence_id=occurrence_id,
         late=late,
         level=occurrence.level,
+        amount=amount,
         evidence=len(evidence),
     )
     session.commit()
-    return "confirmed"
+    session.expire(occurrence)
+    return "confirmed" if completed else "recorded"

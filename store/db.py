@@ -59,17 +59,23 @@ def create_tables(engine: Engine) -> None:
 
 def secret_key(session: Session) -> str:
     """DUTIES_SECRET_KEY, or a key generated once and kept in the store so every process signs alike."""
-    configured = get_settings().secret_key
-    if configured:
-        return configured
-    row = session.get(Setting, "secret_key")
+    return get_settings().secret_key or _generated_once(session, "secret_key")
+
+
+def unannounced_seed(session: Session) -> str:
+    """DUTIES_UNANNOUNCED_SEED, or one generated once: it draws the days of unannounced checks."""
+    return get_settings().unannounced_seed or _generated_once(session, "unannounced_seed")
+
+
+def _generated_once(session: Session, key: str) -> str:
+    row = session.get(Setting, key)
     if row is not None:
         return row.value
-    session.add(Setting(key="secret_key", value=secrets.token_urlsafe(32)))
+    session.add(Setting(key=key, value=secrets.token_urlsafe(32)))
     try:
         session.commit()
     except IntegrityError:  # another process generated it first: use theirs
         session.rollback()
-    row = session.get(Setting, "secret_key")
+    row = session.get(Setting, key)
     assert row is not None
     return row.value

@@ -70,6 +70,7 @@ class Contact(SQLModel, table=True):
 
 class Duty(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(default="calendar", max_length=16, description="calendar, quota, unannounced or target")
     family: str
     title: str
     clause: str
@@ -96,6 +97,9 @@ class Occurrence(SQLModel, table=True):
     due_at: datetime = _aware(nullable=False, index=True)
     flags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     first_remind_at: datetime = _aware(nullable=False)
+    visible_from: datetime | None = _aware()  # unannounced checks: hidden from the inspected until the day
+    required: float = 1.0  # checks for a quota, the goal for a target, else one confirmation
+    achieved: float = 0.0
     next_remind_at: datetime | None = _aware()
     reminders_sent: int = 0
     next_escalate_at: datetime | None = _aware()
@@ -142,8 +146,17 @@ class Delivery(SQLModel, table=True):
 
 
 class Confirmation(SQLModel, table=True):
+    """One report from a unit: a confirmation, one performed check of a quota, or progress towards a target.
+
+    ``form_id`` comes from the form the unit was shown, so submitting the same form twice records it once.
+    """
+
+    __table_args__ = (UniqueConstraint("occurrence_id", "form_id"),)
+
     id: int | None = Field(default=None, primary_key=True)
-    occurrence_id: int = Field(foreign_key="occurrence.id", unique=True)
+    occurrence_id: int = Field(foreign_key="occurrence.id", index=True)
+    form_id: str = Field(default="single", max_length=64)
+    amount: float = 1.0
     note: str = ""
     evidence: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     confirmed_at: datetime = _aware(nullable=False)

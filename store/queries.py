@@ -15,14 +15,18 @@ from sqlmodel import Session, SQLModel
 from store.models import AuditEvent, Duty, Occurrence, Setting, Unit, status_condition
 
 
-def insert_ignoring_conflicts(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows, skipping any that a unique key already holds: safe when two planners run at once."""
+def insert_ignoring_conflicts(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> bool:
+    """Insert rows, skipping any that a unique key already holds: safe when two planners run at once.
+
+    For a single row, returns whether it was inserted.
+    """
     if not rows:
-        return
+        return False
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = model.__table__  # type: ignore[attr-defined]
-    session.execute(insert(table).on_conflict_do_nothing(), list(rows))
+    result = session.execute(insert(table).on_conflict_do_nothing(), list(rows))
+    return len(rows) == 1 and result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def claim(
@@ -124,6 +128,9 @@ def occurrence_json(occurrence: Occurrence, duty: Duty, unit: Unit, *, at: datet
         "due": occurrence.due_at.astimezone(zone).isoformat(),
         "status": occurrence.status_at(at),
         "level": occurrence.level,
+        "kind": duty.kind,
+        "required": occurrence.required,
+        "achieved": occurrence.achieved,
         "level_at": _iso(occurrence.level_at, zone),
         "done_at": _iso(occurrence.done_at, zone),
         "flags": occurrence.flags,

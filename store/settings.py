@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     calendars: Path = Path("calendars")
     secret_key: str = ""
+    unannounced_seed: str = ""
     base_url: str = "http://127.0.0.1:8000"
     tz: str = "Asia/Shanghai"
     plan_horizon_days: int = Field(default=62, ge=1, le=3660)

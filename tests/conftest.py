@@ -107,6 +107,7 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, calendars_dir:
     monkeypatch.setenv("DUTIES_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("DUTIES_CALENDARS", str(calendars_dir))
     monkeypatch.setenv("DUTIES_SECRET_KEY", "test-secret-" + uuid.uuid4().hex)
+    monkeypatch.setenv("DUTIES_UNANNOUNCED_SEED", "a fixed seed, so the drawn days are the same in every run")
     monkeypatch.delenv("DUTIES_DATABASE_URL", raising=False)
     monkeypatch.delenv("DUTIES_BASE_URL", raising=False)
     _reset_caches()

@@ -54,7 +54,20 @@ def test_bad_times_and_filters_are_refused_in_chinese(sqlite_store: str) -> None
 
 
 def test_plan_occurrences_and_overdue_speak_json(sqlite_store: str) -> None:
-    code, out, _ = run("plan", "--from", "2026-02-01", "--to", "2026-02-08", "--at", "2026-01-20T08:00", "--json")
+    code, out, _ = run(
+        "plan",
+        "--from",
+        "2026-02-01",
+        "--to",
+        "2026-02-08",
+        "--at",
+        "2026-01-20T08:00",
+        "--json",
+        "--duty",
+        "market-spot-check",
+        "--duty",
+        "clean-home-street",
+    )
     assert code == 0 and json.loads(out)["added"] == 5
     code, out, _ = run("occurrences", "--json", "--at", "2026-02-07T09:00", "--status", "overdue")
     items = json.loads(out)
@@ -62,4 +75,6 @@ def test_plan_occurrences_and_overdue_speak_json(sqlite_store: str) -> None:
     code, out, _ = run("overdue", "--at", "2026-02-07T09:00")
     assert code == 0 and "已逾期" in out and "共 5 条" in out
     with db.session_scope() as session:
-        assert count_rows(session, Occurrence) == 5 and count_rows(session, Unit) == 41
+        assert count_rows(session, Occurrence) == 5 and count_rows(session, Unit) == 52
+    code, _, err = run("plan", "--from", "2026-02-01", "--to", "2026-02-08", "--duty", "no-such-duty")
+    assert code == 2 and "没有这些任务：no-such-duty" in err

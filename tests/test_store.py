@@ -15,13 +15,14 @@ from store import db
 from store.models import Delivery, Occurrence, Setting, Unit
 from store.queries import claim, count_rows, insert_ignoring_conflicts
 from tests.conftest import local
+from tests.test_steps import CORE
 
 
 def test_datetimes_come_back_aware_in_utc(store: str, program: Program) -> None:
     with db.session_scope() as session:
         steps.sync_program(session, program, at=local("2026-01-20T08:00"))
         ctx = make_context(session, program)
-        steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 8), at=local("2026-01-20T08:00"))
+        steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 8), at=local("2026-01-20T08:00"), only=CORE)
     with db.session_scope() as session:
         row = session.execute(select(Occurrence).limit(1)).scalar_one()
         assert row.due_at.tzinfo is not None and row.due_at.utcoffset() == timedelta(0)
@@ -53,7 +54,7 @@ def test_plan_is_idempotent_even_when_two_planners_race(store: str, program: Pro
     with db.session_scope() as first, db.session_scope() as second:
         steps.sync_program(first, program, at=at)
         ctx_a, ctx_b = make_context(first, program), make_context(second, program)
-        added_a = steps.plan(first, ctx_a, start=date(2026, 2, 1), end=date(2026, 2, 28), at=at)
+        added_a = steps.plan(first, ctx_a, start=date(2026, 2, 1), end=date(2026, 2, 28), at=at, only=CORE)
         # The second planner has already read "nothing planned" before the first committed: its insert must skip.
         rows = [
             {
@@ -76,7 +77,7 @@ def test_plan_is_idempotent_even_when_two_planners_race(store: str, program: Pro
         ]
         insert_ignoring_conflicts(second, Occurrence, rows)
         second.commit()
-        added_b = steps.plan(second, ctx_b, start=date(2026, 2, 1), end=date(2026, 2, 28), at=at)
+        added_b = steps.plan(second, ctx_b, start=date(2026, 2, 1), end=date(2026, 2, 28), at=at, only=CORE)
         assert (added_a, added_b) == (57, 0)
         assert count_rows(second, Occurrence) == 57
         assert second.execute(select(Occurrence).where(col(Occurrence.title) == "dup")).first() is None
@@ -87,7 +88,7 @@ def test_a_claim_is_won_by_exactly_one_session(store: str, program: Program) -> 
     with db.session_scope() as session:
         steps.sync_program(session, program, at=at)
         ctx = make_context(session, program)
-        steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 8), at=at)
+        steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 8), at=at, only=CORE)
         steps.remind(session, ctx, at=at)
         delivery_id = session.execute(select(Delivery.id).limit(1)).scalar_one()  # type: ignore[call-overload]
     with db.session_scope() as first, db.session_scope() as second:

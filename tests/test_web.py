@@ -18,6 +18,7 @@ from flows.steps import Context
 from store.models import AuditEvent, Confirmation, Occurrence
 from store.queries import count_rows
 from tests.conftest import local
+from tests.test_steps import CORE
 from web.app import app, clock
 from web.tokens import make_token
 
@@ -45,7 +46,7 @@ def client(ctx: Context, now: Clock) -> Iterator[TestClient]:
 
 @pytest.fixture
 def item(session: Session, ctx: Context) -> Occurrence:
-    steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 8), at=local("2026-01-20T08:00"))
+    steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 8), at=local("2026-01-20T08:00"), only=CORE)
     query = select(Occurrence).where(col(Occurrence.unit_id) == "wuxing-msb")
     return session.execute(query).scalar_one()
 
@@ -80,7 +81,8 @@ def test_get_shows_the_duty_and_changes_nothing(
         "附件1 第6项 举措2",
         "吴兴区市场监督管理局",
         "2026年2月6日（周五）17:00",
-        "确认已完成",
+        "记录一次检查",
+        "完成进度",
         'name="note"',
     ):
         assert fragment in page.text
@@ -183,7 +185,7 @@ def test_photos_are_stored_once_by_content_hash(
 def test_overdue_view_puts_the_latest_escalation_first(
     client: TestClient, ctx: Context, session: Session, item: Occurrence, now: Clock
 ) -> None:
-    steps.plan(session, ctx, start=date(2026, 2, 9), end=date(2026, 2, 14), at=local("2026-01-20T08:00"))
+    steps.plan(session, ctx, start=date(2026, 2, 9), end=date(2026, 2, 14), at=local("2026-01-20T08:00"), only=CORE)
     steps.escalate(session, ctx, at=local("2026-02-09T17:00"))  # W06 → 交办
     steps.escalate(session, ctx, at=local("2026-02-14T17:00"))  # W06 → 督办
     now.at = local("2026-02-24T18:00")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy import select, text
-from sqlmodel import Session
+from sqlmodel import Session, col
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows import runtime
@@ -107,13 +108,23 @@ async def link_error(request: Request, exc: LinkError) -> HTMLResponse:
 
 
 def _confirm_page(
-    session: Session, token: str, at: datetime, *, status_code: int = 200, note: str = "", error: str = ""
+    session: Session,
+    token: str,
+    at: datetime,
+    *,
+    status_code: int = 200,
+    note: str = "",
+    amount: str = "",
+    error: str = "",
+    outcome: str = "",
 ) -> HTMLResponse:
     occurrence, duty, unit = _occurrence_for(session, token, at)
-    confirmation = session.execute(
-        select(Confirmation).where(Confirmation.occurrence_id == occurrence.id)  # type: ignore[arg-type]
-    ).scalar_one_or_none()
-    return page(
+    reports = list(
+        session.execute(
+            select(Confirmation).where(col(Confirmation.occurrence_id) == occurrence.id).order_by(col(Confirmation.id))
+        ).scalars()
+    )
+    response = page(
         "confirm.html",
         status_code,
         occurrence=occurrence,
@@ -121,12 +132,17 @@ def _confirm_page(
         unit=unit,
         at=at,
         status=occurrence.status_at(at),
-        confirmation=confirmation,
+        reports=reports,
         note=note,
+        amount=amount,
         error=error,
+        form_id=secrets.token_urlsafe(12),  # a fresh form each time: the same form submitted twice counts once
         tasks=[t for t in occurrence.detail.split("；") if t],
         max_files=MAX_FILES,
     )
+    if outcome:
+        response.headers["X-Duties-Outcome"] = outcome
+    return response
 
 
 @app.get("/c/{token}", response_class=HTMLResponse)
@@ -142,12 +158,16 @@ async def post_confirmation(
     session: SessionDep,
     at: NowDep,
     note: Annotated[str, Form()] = "",
+    amount: Annotated[str, Form()] = "",
+    form_id: Annotated[str, Form(max_length=64)] = "single",
     evidence: Annotated[list[UploadFile] | None, File()] = None,
 ) -> HTMLResponse:
-    occurrence, _, _ = _occurrence_for(session, token, at)
-    photos, problem = await _read_photos(note, [f for f in (evidence or []) if f.filename])
+    occurrence, duty, _ = _occurrence_for(session, token, at)
+    quantity, problem = _read_amount(amount, is_target=duty.kind == "target")
+    photos, photo_problem = await _read_photos(note, [f for f in (evidence or []) if f.filename])
+    problem = problem or photo_problem
     if problem:  # show the form again with what the unit typed, so nothing entered is lost
-        return _confirm_page(session, token, at, status_code=400, note=note, error=problem)
+        return _confirm_page(session, token, at, status_code=400, note=note, amount=amount, error=problem)
     stored = [_store_photo(data, kind) for data, kind in photos]
     outcome = confirm(
         session,
@@ -156,13 +176,26 @@ async def post_confirmation(
         evidence=stored,
         at=at,
         client=request.headers.get("user-agent", ""),
+        amount=quantity,
+        form_id=form_id or "single",
     )
     session.expire_all()
     if outcome == "closed":
         return problem_page(409, "事项已关闭", "该事项已由管理部门免除，无需确认。")
-    response = _confirm_page(session, token, at)
-    response.headers["X-Duties-Outcome"] = outcome
-    return response
+    return _confirm_page(session, token, at, outcome=outcome)
+
+
+def _read_amount(text_: str, *, is_target: bool) -> tuple[float, str]:
+    """Progress towards a target is a positive number; every other report counts as one."""
+    if not is_target:
+        return 1.0, ""
+    try:
+        value = float(text_.strip())
+    except ValueError:
+        return 0.0, "请填写本次完成的数量（数字）。"
+    if not 0 < value <= 1_000_000:
+        return 0.0, "本次完成数量应大于 0。"
+    return value, ""
 
 
 async def _read_photos(note: str, files: list[UploadFile]) -> tuple[list[tuple[bytes, str]], str]:
