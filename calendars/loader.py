@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import apprise
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from calendars.schema import CalendarFile, DutySpec, LadderSpec, UnitSpec
-from calendars.workdays import WorkdayCalendar, load_overrides
+from calendars.recurrence import expand, period_starts
+from calendars.schema import CalendarFile, DutySpec, LadderSpec, UnitSpec, WorkdayFile
+from calendars.workdays import WorkdayCalendar
 
 WORKDAY_FOLDER = "workdays"
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class CalendarError(Exception):
@@ -51,7 +55,15 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     return mapping
 
 
+def _construct_timestamp(loader: _LineLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError as exc:  # 2027-02-30 parses as a date shape but is no date: say where
+        raise yaml.MarkedYAMLError(None, None, f"invalid date {node.value!r}: {exc}", node.start_mark) from None
+
+
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,11 @@ class Program:
     duties: dict[str, DutySpec] = field(default_factory=dict)
     workdays: WorkdayCalendar = field(default_factory=WorkdayCalendar)
     where: dict[tuple[str, str], Location] = field(default_factory=dict)
+
+    def location(self, kind: str, item: str, field_name: str = "") -> Location:
+        """Where an item, or one of its fields, is written; the item's own line when the field is not."""
+        found = self.where.get((kind, f"{item}.{field_name}")) if field_name else None
+        return found or self.where[(kind, item)]
 
     def resolve(self, selector: str) -> list[str]:
         """Unit ids for a selector: a unit id, ``kind:X`` or ``tag:X``."""
@@ -122,33 +139,46 @@ def _read(root: Path) -> tuple[Program, list[str]]:
         file_problems, parsed = _read_file(path, program)
         problems += file_problems
         unreadable = unreadable or not parsed
-    overrides = sorted((root / WORKDAY_FOLDER).glob("*.yaml"))
-    try:
-        program.workdays = load_overrides(overrides)
-    except (KeyError, ValueError, TypeError, yaml.YAMLError) as exc:
-        problems.append(f"{root / WORKDAY_FOLDER}:1: bad working-day override: {exc}")
+    for path in sorted((root / WORKDAY_FOLDER).glob("*.yaml")):
+        problems += _read_workdays(path, program)
     if not unreadable:  # references are checked only when every file parsed, so one bad file does not cascade
         problems += _cross_check(program)
     return program, problems
 
 
-def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
-    """Problems in one file, and whether it parsed (so its units and duties are known)."""
+def _parse(path: Path, model: type[ModelT]) -> tuple[Any, ModelT | None, list[str]]:
+    """The YAML with its lines, the validated model (None when invalid) and the problems, as path:line."""
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader) or LineDict()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else 0
-        return [f"{path}:{line}: YAML: {exc.problem}"], False
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        return [f"{path}:0: cannot read: {exc}"], False
+        return None, None, [f"{path}:{line}: YAML: {exc.problem}"]
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        return None, None, [f"{path}:0: cannot read: {exc}"]
     if not isinstance(raw, dict):
-        return [f"{path}:1: expected a mapping with units, ladders or duties"], False
+        return raw, None, [f"{path}:1: expected a mapping"]
     try:
-        parsed = CalendarFile.model_validate(raw)
+        return raw, model.model_validate(raw), []
     except ValidationError as exc:
-        return [f"{path}:{_line_of(raw, err['loc'])}: {_describe(err)}" for err in exc.errors()], False
-    problems: list[str] = []
+        return raw, None, [f"{path}:{_line_of(raw, err['loc'])}: {_describe(err)}" for err in exc.errors()]
+
+
+def _read_workdays(path: Path, program: Program) -> list[str]:
+    _, parsed, problems = _parse(path, WorkdayFile)
+    if parsed is None:
+        return problems
+    if path.stem != str(parsed.year):
+        return [f"{path}:1: year {parsed.year} in a file named {path.name}: name it {parsed.year}.yaml"]
+    program.workdays.add_year(parsed.year, holidays=parsed.holidays, workdays=parsed.workdays)
+    return []
+
+
+def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
+    """Problems in one file, and whether it parsed (so its units and duties are known)."""
+    raw, parsed, problems = _parse(path, CalendarFile)
+    if parsed is None:
+        return problems, False
     sections: tuple[tuple[str, str, list[Any], dict[str, Any]], ...] = (
         ("unit", "units", parsed.units, program.units),
         ("ladder", "ladders", parsed.ladders, program.ladders),
@@ -163,6 +193,9 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
                 continue
             known[item.id] = item
             program.where[(kind, item.id)] = here
+            node = raw[section][index]
+            for field_name, line in node.key_lines.items():
+                program.where[(kind, f"{item.id}.{field_name}")] = Location(str(path), line)
     for index, unit in enumerate(parsed.units):
         for number, contact in enumerate(unit.contacts):
             line = _line_of(raw, ("units", index, "contacts", number))
@@ -173,18 +206,50 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
 def _cross_check(program: Program) -> list[str]:
     problems = []
     for unit in program.units.values():
-        here = program.where[("unit", unit.id)]
         if unit.district is not None and unit.district not in program.units:
+            here = program.location("unit", unit.id, "district")
             problems.append(f"{here}: unit {unit.id}: unknown district {unit.district!r}")
         problems += _contact_problems(unit, program)
     for duty in program.duties.values():
-        here = program.where[("duty", duty.id)]
         if duty.ladder not in program.ladders:
-            problems.append(f"{here}: duty {duty.id}: unknown ladder {duty.ladder!r}")
-        for selector in (*duty.lead, *duty.cooperating, *duty.assignees):
-            if not program.resolve(selector):
-                problems.append(f"{here}: duty {duty.id}: unknown unit or group {selector!r}")
+            problems.append(
+                f"{program.location('duty', duty.id, 'ladder')}: duty {duty.id}: unknown ladder {duty.ladder!r}"
+            )
+        subjects = duty.unannounced.subjects if duty.unannounced else []
+        for field_name, selectors in (
+            ("lead", duty.lead),
+            ("cooperating", duty.cooperating),
+            ("assignees", duty.assignees),
+            ("unannounced", subjects),
+        ):
+            for selector in selectors:
+                if not program.resolve(selector):
+                    here = program.location("duty", duty.id, field_name)
+                    problems.append(f"{here}: duty {duty.id}: unknown unit or group {selector!r}")
+        problems += _never_due(program, duty)
     return problems
+
+
+# Long enough to meet every month and weekday combination, and a 29 February, whatever the rule.
+PROBE_START, PROBE_END = date(2020, 1, 1), date(2028, 12, 31)
+
+
+def _never_due(program: Program, duty: DutySpec) -> list[str]:
+    """A recurrence that never fires, or a due rule no period can meet, is an error, not an empty ledger."""
+    if duty.recurrence is None:
+        return []
+    if not period_starts(duty, PROBE_START, PROBE_END):
+        here = program.location("duty", duty.id, "recurrence")
+        return [f"{here}: duty {duty.id}: recurrence {duty.recurrence.rrule!r} never fires"]
+    if duty.unannounced is not None:
+        return []
+    zone = ZoneInfo("Asia/Shanghai")
+    if expand(duty, PROBE_START, PROBE_END, program.workdays, zone):
+        return []
+    return [
+        f"{program.location('duty', duty.id, 'due')}: duty {duty.id}: the due rule can never be met "
+        f"in any period of {duty.recurrence.rrule!r}"
+    ]
 
 
 def _contact_problems(unit: UnitSpec, program: Program) -> Iterable[str]:

@@ -228,3 +228,22 @@ class CalendarFile(Strict):
     units: list[UnitSpec] = []
     ladders: list[LadderSpec] = []
     duties: list[DutySpec] = []
+
+
+class WorkdayFile(Strict):
+    """calendars/workdays/YEAR.yaml: the State Council's arrangement for a year the package does not know."""
+
+    year: int = Field(ge=2000, le=2100)
+    source: str = Field(min_length=1, description="Where the arrangement was published, e.g. 国办发明电〔2026〕N号")
+    holidays: list[date] = Field(default=[], description="Days off, weekends that stay off need not be listed")
+    workdays: list[date] = Field(default=[], description="Make-up working days (调休), usually weekends")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WorkdayFile:
+        outside = [d.isoformat() for d in (*self.holidays, *self.workdays) if d.year != self.year]
+        if outside:
+            raise ValueError(f"dates outside {self.year}: {', '.join(outside)}")
+        both = sorted(set(self.holidays) & set(self.workdays))
+        if both:
+            raise ValueError(f"listed as both holiday and working day: {', '.join(d.isoformat() for d in both)}")
+        return self

@@ -7,13 +7,11 @@ as unpublished, so callers can flag what they computed: it is never silent.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 
 import chinese_calendar
-import yaml
 
 UNPUBLISHED_FLAG = "节假日安排未发布"
 
@@ -22,6 +20,12 @@ UNPUBLISHED_FLAG = "节假日安排未发布"
 class WorkdayCalendar:
     overrides: dict[date, bool] = field(default_factory=dict)
     override_years: set[int] = field(default_factory=set)
+
+    def add_year(self, year: int, *, holidays: list[date], workdays: list[date]) -> None:
+        """Take a published arrangement for a year: it overrides the package for those days."""
+        self.override_years.add(year)
+        self.overrides.update(dict.fromkeys(holidays, False))
+        self.overrides.update(dict.fromkeys(workdays, True))
 
     def is_published(self, year: int) -> bool:
         return year in self.override_years or _package_knows(year)
@@ -89,20 +93,3 @@ def _package_years() -> set[int]:
 
 
 _PACKAGE_YEARS = _package_years()
-
-
-def load_overrides(paths: Iterable[Path]) -> WorkdayCalendar:
-    """Read override files: ``year``, ``holidays`` (days off) and ``workdays`` (make-up working days)."""
-    calendar = WorkdayCalendar()
-    for path in paths:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        calendar.override_years.add(int(data["year"]))
-        for day in data.get("holidays", []):
-            calendar.overrides[_as_date(day)] = False
-        for day in data.get("workdays", []):
-            calendar.overrides[_as_date(day)] = True
-    return calendar
-
-
-def _as_date(value: object) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -15,10 +16,12 @@ from rich.table import Table
 
 from calendars.loader import CalendarError, Program
 from calendars.loader import check as check_calendars
+from calendars.recurrence import Period, expand
+from calendars.schema import CalendarFile, DutySpec, WorkdayFile
 from flows import runtime, steps
-from store.db import create_tables, get_engine, secret_key, session_scope
-from store.models import LEVEL_NAMES, STATUS_LABELS, STATUSES, Occurrence
-from store.queries import find_occurrences, occurrence_json
+from store.db import create_tables, get_engine, secret_key, session_scope, unannounced_seed
+from store.models import LEVEL_NAMES, STATUS_LABELS, STATUSES, Duty, Occurrence
+from store.queries import find_occurrences, occurrence_json, target_progress
 from store.settings import get_settings
 
 app = typer.Typer(
@@ -208,6 +211,185 @@ def link(occurrence_id: Annotated[int, typer.Argument(help="任务 id")], at: At
             fail(f"没有 id 为 {occurrence_id} 的任务。")
         url = steps.confirmation_link(get_settings(), secret_key(session), occurrence, at=when)
     sys.stdout.write(url + "\n")
+
+
+@app.command()
+def schema(
+    workdays: Annotated[
+        bool, typer.Option("--workdays", help="输出工作日覆盖文件（calendars/workdays/）的模式")
+    ] = False,
+) -> None:
+    """输出日历文件的 JSON Schema。"""
+    model = WorkdayFile if workdays else CalendarFile
+    emit_json(model.model_json_schema())
+
+
+@app.command()
+def workdays(
+    start: Annotated[str, typer.Option("--from", help="起始日期 YYYY-MM-DD")],
+    end: Annotated[str, typer.Option("--to", help="结束日期 YYYY-MM-DD（含）")],
+    as_json: JsonOption = False,
+) -> None:
+    """列出区间内的工作日（含调休上班日），并标出节假日安排未发布的年份。"""
+    first, last = day(start, "--from"), day(end, "--to")
+    assert first is not None and last is not None
+    if last < first or (last - first).days > 3660:
+        fail("--to 须不早于 --from，且区间不超过十年", 2)
+    calendar = program_or_exit().workdays
+    days = [
+        {
+            "date": d.isoformat(),
+            "weekday": "一二三四五六日"[d.weekday()],
+            "makeup": d.weekday() >= 5,
+            "published": calendar.is_published(d.year),
+        }
+        for d in calendar.workdays(first, last)
+    ]
+    unpublished = calendar.unpublished_years(first, last)
+    if as_json:
+        emit_json(
+            {"from": first.isoformat(), "to": last.isoformat(), "workdays": days, "unpublished_years": unpublished}
+        )
+        return
+    for item in days:
+        note = "（调休上班）" if item["makeup"] else ""
+        out.print(f"{item['date']} 周{item['weekday']}{note}", highlight=False)
+    out.print(f"共 {len(days)} 个工作日。")
+    for year in unpublished:
+        err.print(f"[yellow]警告：[/yellow]{year}年节假日安排未收录，按周一至周五计算。", highlight=False)
+
+
+@app.command()
+def preview(
+    duty_id: Annotated[str, typer.Argument(metavar="DUTY", help="任务 id")],
+    count: Annotated[int, typer.Option(min=1, max=120, help="每个单位显示的期数")] = 6,
+    start: Annotated[str | None, typer.Option("--from", help="从此日期起，默认今天")] = None,
+    unit: Annotated[str | None, typer.Option(help="只看此单位")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """预览某项任务接下来的期次与截止时间，并标出月末截取、跳过和节假日调整。"""
+    program = program_or_exit()
+    duty = program.duties.get(duty_id)
+    if duty is None:
+        fail(f"没有任务 {duty_id!r}。可用：{'、'.join(sorted(program.duties))}", 2)
+    units = program.assignees(duty)
+    if unit is not None and unit not in units:
+        fail(f"{unit!r} 不承担任务 {duty_id}。", 2)
+    first = day(start, "--from") or runtime.now().astimezone(get_settings().zone).date()
+    seed = get_settings().unannounced_seed
+    if duty.unannounced is not None and not seed:
+        with session_scope() as session:
+            create_tables(get_engine())
+            seed = unannounced_seed(session)
+    rows = [
+        row for unit_id in ([unit] if unit else units) for row in upcoming(program, duty, unit_id, first, count, seed)
+    ]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("单位", "期次", "截止", "标记")
+    for row in rows:
+        due = "—" if row["skipped"] else row["due"][:16].replace("T", " ")
+        table.add_row(program.units[row["unit"]].name, row["period"], due, "、".join(row["flags"]))
+    out.print(table)
+
+
+def upcoming(
+    program: Program, duty: DutySpec, unit_id: str, first: date, count: int, seed: str
+) -> list[dict[str, Any]]:
+    """The next ``count`` periods of a duty for one unit, skipped ones included, each with its flags."""
+    zone = get_settings().zone
+    found: list[Period] = []
+    span = 62
+    while len(found) < count and span < 3660 * 2:
+        found = expand(
+            duty,
+            first,
+            first + timedelta(days=span),
+            program.workdays,
+            zone,
+            unit=unit_id,
+            seed=seed,
+            include_skipped=True,
+        )
+        span *= 2
+    rows = []
+    for period in found[:count]:
+        row: dict[str, Any] = {
+            "unit": unit_id,
+            "period": period.key,
+            "due": period.due_at.isoformat(),
+            "skipped": period.skipped,
+            "flags": list(period.flags),
+            "tasks": list(period.tasks),
+        }
+        if duty.chain is not None and not period.skipped:
+            inspected = period.due_at.date()
+            rectify = program.workdays.add_workdays(inspected, duty.chain.rectify_workdays)
+            row["rectify_by"] = rectify.isoformat()
+            row["reinspect_by"] = program.workdays.add_workdays(rectify, duty.chain.reinspect_workdays).isoformat()
+        rows.append(row)
+    return rows
+
+
+@app.command()
+def targets(at: AtOption = None, as_json: JsonOption = False) -> None:
+    """年底目标的进度：已完成、目标值、按时间推算应完成的数量。"""
+    when = moment(at)
+    with session_scope() as session:
+        create_tables(get_engine())
+        items = target_progress(session, at=when, zone=get_settings().zone)
+    if as_json:
+        emit_json(items)
+        return
+    table = Table("id", "目标", "单位", "完成", "目标值", "按进度应完成", "截止", "状态")
+    for item in items:
+        table.add_row(
+            str(item["id"]),
+            item["title"],
+            item["unit_name"],
+            f"{item['achieved']:g}",
+            f"{item['required']:g} {item['measure']}",
+            f"{item['expected']:g}",
+            item["due"][:10],
+            "正常" if item["on_track"] else "落后",
+        )
+    out.print(table)
+
+
+@app.command()
+def record(
+    occurrence_id: Annotated[int, typer.Argument(help="任务 id")],
+    amount: Annotated[float, typer.Option(min=0.000001, help="数量：目标进度的增量；检查次数记 1")] = 1.0,
+    note: Annotated[str, typer.Option(help="说明")] = "",
+    at: AtOption = None,
+) -> None:
+    """代为登记一次完成情况：一次确认、一次检查或一笔目标进度。"""
+    when = moment(at)
+    with session_scope() as session:
+        create_tables(get_engine())
+        occurrence = session.get(Occurrence, occurrence_id)
+        if occurrence is None:
+            fail(f"没有 id 为 {occurrence_id} 的任务。")
+        kind = session.get(Duty, occurrence.duty_id).kind  # type: ignore[union-attr]
+        outcome = steps.confirm(
+            session,
+            occurrence_id=occurrence_id,
+            note=note,
+            evidence=[],
+            at=when,
+            client="cli",
+            amount=amount if kind == "target" else 1.0,
+            form_id=f"cli-{uuid.uuid4().hex}",
+        )
+        session.refresh(occurrence)
+    messages = {
+        "confirmed": "已完成。",
+        "recorded": "已登记。",
+        "already": "此前已完成，未重复登记。",
+        "closed": "该事项已免除。",
+    }
+    out.print(f"{messages[outcome]}进度 {occurrence.achieved:g} / {occurrence.required:g}")
 
 
 @app.command()

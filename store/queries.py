@@ -84,6 +84,7 @@ def find_occurrences(
     status: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
+    kind: str | None = None,
     overdue_first: bool = False,
     limit: int | None = None,
 ) -> list[tuple[Occurrence, Duty, Unit]]:
@@ -94,6 +95,8 @@ def find_occurrences(
         query = query.where(col.unit_id == unit)
     if duty:
         query = query.where(col.duty_id == duty)
+    if kind:
+        query = query.where(duties.kind == kind)
     if status:
         query = query.where(status_condition(status, at))
     if start:
@@ -106,7 +109,9 @@ def find_occurrences(
         query = query.order_by(col.due_at, col.duty_id, col.unit_id)
     if limit:
         query = query.limit(limit)
-    return [(row[0], row[1], row[2]) for row in session.execute(query).all()]
+    # populate_existing: rows already loaded in this session are refreshed, so a listing never shows stale state.
+    rows = session.execute(query.execution_options(populate_existing=True)).all()
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
 def count_rows(session: Session, model: type[SQLModel]) -> int:
@@ -143,3 +148,21 @@ def _iso(value: datetime | None, zone: Any) -> str | None:
 
 def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
+
+
+def target_progress(session: Session, *, at: datetime, zone: Any) -> list[dict[str, Any]]:
+    """Each target occurrence with what is achieved and what a steady pace would have achieved by ``at``."""
+    items = []
+    for occurrence, duty, unit in find_occurrences(session, at=at, kind="target"):
+        span = (occurrence.due_at - occurrence.starts_at).total_seconds()
+        elapsed = min(max((at - occurrence.starts_at).total_seconds(), 0.0), span)
+        expected = round(occurrence.required * elapsed / span, 1) if span > 0 else occurrence.required
+        item = occurrence_json(occurrence, duty, unit, at=at, zone=zone)
+        item.update(
+            measure=duty.spec["target"]["measure"],
+            expected=expected,
+            on_track=occurrence.achieved >= expected,
+            start=occurrence.starts_at.astimezone(zone).date().isoformat(),
+        )
+        items.append(item)
+    return items

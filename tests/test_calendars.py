@@ -73,7 +73,7 @@ UNITS = """units:
     kind: city_office
     contacts:
       - name: mail
-        url: mailto://127.0.0.1:2525?to=a@b.c
+        url: mailto://127.0.0.1:2525?from=duties@huzhou.local&to=a@b.c
   - id: street-a
     name: 甲街道
     kind: street
@@ -102,13 +102,13 @@ DUTY = """duties:
 @pytest.mark.parametrize(
     ("old", "new", "line", "message"),
     [
-        ("    lead: [office]", "    lead: [nobody]", 2, "unknown unit or group 'nobody'"),
+        ("    lead: [office]", "    lead: [nobody]", 7, "unknown unit or group 'nobody'"),
         ("    title: 大扫除", "    title: 大扫除\n    colour: red", 5, "unknown field 'duties.0.colour'"),
         ("FREQ=MONTHLY;BYMONTH", "FREQ=FORTNIGHTLY;BYMONTH", 10, "invalid RRULE"),
         ("    clause: 附件1 第1项 举措5\n", "", 2, "duties.0.clause: Field required"),
         ("    clause: 附件1 第1项 举措5", "    clause: 见文件", 5, "does not cite the guidance"),
         ("      period: month", "      period: fortnight", 11, "duties.0.recurrence.period"),
-        ("    lead: [office]", "    lead: [office]\n    ladder: steep", 2, "unknown ladder 'steep'"),
+        ("    lead: [office]", "    lead: [office]\n    ladder: steep", 8, "unknown ladder 'steep'"),
     ],
 )
 def test_duty_problems_are_reported_with_path_and_line(
@@ -118,12 +118,16 @@ def test_duty_problems_are_reported_with_path_and_line(
     write(tmp_path, "ladders.yaml", LADDER)
     assert old in DUTY
     duties = write(tmp_path, "duties.yaml", DUTY.replace(old, new))
-    problems = check(tmp_path)
-    assert any(p.startswith(f"{duties}:{line}: ") and message in p for p in problems), problems
+    (problem,) = check(tmp_path)
+    assert problem.startswith(f"{duties}:{line}: ") and message in problem, problem
 
 
 def test_every_problem_is_reported_in_one_run(tmp_path: Path) -> None:
-    units = write(tmp_path, "units.yaml", UNITS.replace("url: mailto://127.0.0.1:2525?to=a@b.c", "url: nonsense://x"))
+    units = write(
+        tmp_path,
+        "units.yaml",
+        UNITS.replace("url: mailto://127.0.0.1:2525?from=duties@huzhou.local&to=a@b.c", "url: nonsense://x"),
+    )
     write(tmp_path, "ladders.yaml", LADDER)
     write(tmp_path, "duties.yaml", DUTY + DUTY.replace("duties:\n", "").replace("lead: [office]", "lead: [ghost]"))
     problems = check(tmp_path)
