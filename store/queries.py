@@ -139,6 +139,7 @@ def occurrence_json(occurrence: Occurrence, duty: Duty, unit: Unit, *, at: datet
         "level_at": _iso(occurrence.level_at, zone),
         "done_at": _iso(occurrence.done_at, zone),
         "flags": occurrence.flags,
+        "visible_from": _iso(occurrence.visible_from, zone),
     }
 
 

@@ -171,6 +171,12 @@ def test_bimonthly_means_the_even_months() -> None:
     assert [p.key for p in periods] == ["2026-02", "2026-04", "2026-06", "2026-08", "2026-10", "2026-12"]
 
 
+def test_bimonthly_can_be_set_to_the_odd_months() -> None:
+    odd = duty(recurrence={"rrule": "FREQ=MONTHLY;BYMONTH=1,3,5,7,9,11", "period": "month"})
+    periods = expand(odd, date(2026, 1, 1), date(2026, 12, 31), WORKDAYS, SHANGHAI)
+    assert [p.key for p in periods] == ["2026-01", "2026-03", "2026-05", "2026-07", "2026-09", "2026-11"]
+
+
 def test_last_workday_follows_the_statutory_calendar() -> None:
     periods = {p.key: p for p in expand(duty(), date(2026, 1, 1), date(2026, 12, 31), WORKDAYS, SHANGHAI)}
     # 2026-02-28 is a Saturday, but a make-up working day (调休) after the Spring Festival.
