@@ -155,8 +155,11 @@ def test_the_inspected_never_hear_of_an_unannounced_check(session: Session, ctx:
     )
     items = occurrences_of(session, "site-dust-noise-check")
     assert len(items) == 10 and all(i.visible_from is not None for i in items)
-    for item in items:  # every drawn day of the month, at its reminder time
-        steps.tick(session, ctx, at=item.due_at.replace(hour=1, minute=30))  # 09:30 in Shanghai
+    for item in items:  # every drawn day of the month, at its reminder time (09:30 in Shanghai)
+        steps.remind(session, ctx, at=item.due_at.replace(hour=1, minute=30))
+    steps.escalate(session, ctx, at=local("2026-03-31T18:00"))  # none was recorded: all of them climb to 交办
+    assert steps.dispatch(session, ctx, at=local("2026-03-31T18:00"))[1] == 0
+    assert {i.level for i in occurrences_of(session, "site-dust-noise-check")} == {1}
     recipients = {r for mail in fresh_inbox.mails for r in mail.recipients}
     assert {r for r in recipients if r.endswith("-ecology@demo.huzhou.local")}
     assert not {r for r in recipients if "-site@" in r}, "a construction site was told of a check"
