@@ -161,7 +161,7 @@ def _parse(path: Path, model: type[ModelT]) -> tuple[Any, ModelT | None, list[st
     try:
         return raw, model.model_validate(raw), []
     except ValidationError as exc:
-        return raw, None, [f"{path}:{_line_of(raw, err['loc'])}: {_describe(err)}" for err in exc.errors()]
+        return raw, None, [f"{path}:{_error_line(raw, err)}: {_describe(err)}" for err in exc.errors()]
 
 
 def _read_workdays(path: Path, program: Program) -> list[str]:
@@ -198,7 +198,7 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
                 program.where[(kind, f"{item.id}.{field_name}")] = Location(str(path), line)
     for index, unit in enumerate(parsed.units):
         for number, contact in enumerate(unit.contacts):
-            line = _line_of(raw, ("units", index, "contacts", number))
+            line = _line_of(raw, ("units", index, "contacts", number, "url"))
             program.where[("contact", f"{unit.id}/{contact.name}")] = Location(str(path), line)
     return problems, True
 
@@ -236,8 +236,6 @@ PROBE_START, PROBE_END = date(2020, 1, 1), date(2028, 12, 31)
 
 def _never_due(program: Program, duty: DutySpec) -> list[str]:
     """A recurrence that never fires, or a due rule no period can meet, is an error, not an empty ledger."""
-    if duty.recurrence is None:
-        return []
     if not period_starts(duty, PROBE_START, PROBE_END):
         here = program.location("duty", duty.id, "recurrence")
         return [f"{here}: duty {duty.id}: recurrence {duty.recurrence.rrule!r} never fires"]
@@ -267,6 +265,21 @@ def _contact_problems(unit: UnitSpec, program: Program) -> Iterable[str]:
 def _redact(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return f"{scheme}://…" if "@" in rest or len(rest) > 40 else url
+
+
+def _error_line(raw: Any, error: Any) -> int:
+    """The line of the field an error is about; a check across fields names the field first in its message."""
+    node = raw
+    for part in error["loc"]:
+        node = node[part] if isinstance(node, dict | list) and _has(node, part) else None
+    first_word = error["msg"].removeprefix("Value error, ").split(":")[0].split(" ")[0]
+    if isinstance(node, LineDict) and first_word in node:
+        return _line_of(raw, (*error["loc"], first_word))
+    return _line_of(raw, error["loc"])
+
+
+def _has(node: Any, part: Any) -> bool:
+    return part in node if isinstance(node, dict) else isinstance(part, int) and part < len(node)
 
 
 def _line_of(raw: Any, loc: Iterable[Any]) -> int:

@@ -4,8 +4,8 @@ Every period is computed from the rule's anchor, never by adding months to the p
 31st clamps to the 28th in February and comes back to the 31st in March (no 31 → 28 → 28 drift).
 
 Four kinds share this: a fixed calendar (one occurrence per period), a quota (the same, completed by N checks),
-unannounced checks (N occurrences per period on working days drawn from a secret seed) and targets (one occurrence
-from start to deadline).
+unannounced checks (N occurrences per period on working days drawn from a secret seed) and targets (the same,
+completed when the reported progress reaches the goal).
 """
 
 from __future__ import annotations
@@ -55,16 +55,13 @@ def expand(
     seed: str = "",
     include_skipped: bool = False,
 ) -> list[Period]:
-    """Periods of ``duty`` (for ``unit``) whose due date falls between start and end, both included; a target
-    is returned while its span from start to deadline overlaps them.
+    """Periods of ``duty`` (for ``unit``) whose due date falls between start and end, both included.
 
     ``seed`` draws the days of unannounced checks; ``include_skipped`` also returns periods with no due date (for
     preview), dated at the period's end.
     """
-    if duty.target is not None:
-        return _target_period(duty, start, end, zone)
     periods = []
-    for period_start in period_starts(duty, start - timedelta(days=62), end):
+    for period_start in period_starts(duty, start - timedelta(days=366), end):
         for period in _make_periods(duty, period_start, workdays, zone, unit=unit, seed=seed):
             if (include_skipped or not period.skipped) and start <= period.due_at.date() <= end:
                 periods.append(period)
@@ -72,7 +69,6 @@ def expand(
 
 
 def period_starts(duty: DutySpec, start: date, end: date) -> list[date]:
-    assert duty.recurrence is not None
     rule = rrulestr(duty.recurrence.rrule, dtstart=RULE_ANCHOR)
     window = rule.between(
         datetime.combine(start, datetime.min.time()), datetime.combine(end, datetime.min.time()), inc=True
@@ -104,12 +100,16 @@ def draw_days(seed: str, label: str, candidates: list[date], count: int) -> list
 def _period_start(day: date, period: str) -> date:
     if period == "week":
         return day - timedelta(days=day.weekday())
+    if period == "year":
+        return day.replace(month=1, day=1)
     return day.replace(day=1)
 
 
 def _period_end(starts: date, period: str) -> date:
     if period == "week":
         return starts + timedelta(days=6)
+    if period == "year":
+        return starts.replace(month=12, day=31)
     return starts.replace(day=month_calendar.monthrange(starts.year, starts.month)[1])
 
 
@@ -117,13 +117,14 @@ def _period_key(starts: date, period: str) -> str:
     if period == "week":
         year, week, _ = starts.isocalendar()
         return f"{year}-W{week:02d}"
+    if period == "year":
+        return str(starts.year)
     return f"{starts.year}-{starts.month:02d}"
 
 
 def _make_periods(
     duty: DutySpec, starts: date, workdays: WorkdayCalendar, zone: ZoneInfo, *, unit: str, seed: str
 ) -> list[Period]:
-    assert duty.recurrence is not None
     kind = duty.recurrence.period
     ends = _period_end(starts, kind)
     key = _period_key(starts, kind)
@@ -148,15 +149,6 @@ def _make_periods(
         return [Period(key, starts, ends, end_moment, flags=(*flags, *unpublished), skipped=True)]
     due_at = datetime.combine(due_day, duty.due.time, tzinfo=zone)
     return [Period(key, starts, ends, due_at, flags=(*flags, *unpublished), tasks=tasks)]
-
-
-def _target_period(duty: DutySpec, start: date, end: date, zone: ZoneInfo) -> list[Period]:
-    assert duty.target is not None
-    target = duty.target
-    if target.deadline < start or target.start > end:  # a target lives from its start to its deadline
-        return []
-    due_at = datetime.combine(target.deadline, duty.due.time, tzinfo=zone)
-    return [Period(f"target-{target.deadline.isoformat()}", target.start, target.deadline, due_at)]
 
 
 DueDay = tuple[date | None, tuple[str, ...]]

@@ -69,7 +69,7 @@ class LadderSpec(Strict):
 
 class RecurrenceSpec(Strict):
     rrule: str = Field(description="RFC 5545 rule for the start of each period, e.g. FREQ=MONTHLY;BYMONTH=2,4")
-    period: Literal["week", "month"]
+    period: Literal["week", "month", "year"]
 
     @field_validator("rrule")
     @classmethod
@@ -118,18 +118,15 @@ class UnannouncedSpec(Strict):
 
 
 class TargetSpec(Strict):
-    """A numeric goal with a deadline, e.g. 100 美丽小区 by 2022-12-31; progress is recorded against it."""
+    """A numeric goal for each period (a year for 年底目标), with progress reported against it.
+
+    ``cumulative``: each report adds to the total (100 美丽小区). ``level``: each report states the current value and
+    the latest one counts (亮灯率不低于98%, 满意率96%).
+    """
 
     goal: float = Field(gt=0)
-    measure: str = Field(min_length=1, description="What is counted, e.g. 个“美丽小区”")
-    start: date = Field(description="When counting starts, usually the date of the guidance")
-    deadline: date
-
-    @model_validator(mode="after")
-    def _deadline_after_start(self) -> TargetSpec:
-        if self.deadline < self.start:
-            raise ValueError(f"deadline {self.deadline} is before start {self.start}")
-        return self
+    measure: str = Field(min_length=1, description="What is counted, e.g. 个“美丽小区”, %")
+    mode: Literal["cumulative", "level"] = "cumulative"
 
 
 class ChainSpec(Strict):
@@ -148,12 +145,12 @@ class DutySpec(Strict):
     id: str = Field(pattern=ID_PATTERN)
     family: str = Field(min_length=1)
     title: str = Field(min_length=1)
-    clause: str = Field(min_length=2, description="Where the guidance says it, e.g. 附件1 第6项 举措2")
+    clause: str = Field(min_length=1, description="Where the guidance says it, e.g. 附件1 第6项 举措2, 二")
     quote: str = Field(min_length=1, description="The words of the guidance this duty implements")
     lead: list[str] = Field(min_length=1, description="Unit ids, kind:X or tag:X")
     cooperating: list[str] = []
     assignees: list[str] = Field(min_length=1, description="Who must do it: unit ids, kind:X or tag:X")
-    recurrence: RecurrenceSpec | None = Field(default=None, description="Required except for targets")
+    recurrence: RecurrenceSpec
     due: DueSpec = DueSpec()
     reminders: list[int] = Field(default=[3, 1, 0], description="Days before the due date, sent at remind_time")
     remind_time: TimeOfDay = TimeOfDay(9, 0)
@@ -212,14 +209,12 @@ class DutySpec(Strict):
             raise ValueError("inferred: true needs an assumption saying what was assumed and why")
         kinds = [name for name in ("quota", "unannounced", "target") if getattr(self, name) is not None]
         if len(kinds) > 1:
-            raise ValueError(f"a duty is one of quota, unannounced or target, not {' and '.join(kinds)}")
-        if self.target is None and self.recurrence is None:
-            raise ValueError("recurrence is required (only a target has none)")
-        if self.target is not None and self.recurrence is not None:
-            raise ValueError("a target has a deadline, not a recurrence")
+            raise ValueError(f"{kinds[-1]}: a duty is one of quota, unannounced or target, not {' and '.join(kinds)}")
         if self.unannounced is not None and self.due.rule != "last_workday":
-            raise ValueError("unannounced checks fall on drawn working days: leave the due rule at last_workday")
-        if self.monthly_tasks and (self.recurrence is None or self.recurrence.period != "month"):
+            raise ValueError(
+                "due: unannounced checks fall on drawn working days, so leave the due rule at last_workday"
+            )
+        if self.monthly_tasks and self.recurrence.period != "month":
             raise ValueError("monthly_tasks needs a monthly recurrence (period: month)")
         return self
 

@@ -20,6 +20,7 @@ UNPUBLISHED_FLAG = "节假日安排未发布"
 class WorkdayCalendar:
     overrides: dict[date, bool] = field(default_factory=dict)
     override_years: set[int] = field(default_factory=set)
+    statutory: bool = True  # False: Monday to Friday only, for reasoning about rules apart from holidays
 
     def add_year(self, year: int, *, holidays: list[date], workdays: list[date]) -> None:
         """Take a published arrangement for a year: it overrides the package for those days."""
@@ -33,7 +34,7 @@ class WorkdayCalendar:
     def is_workday(self, day: date) -> bool:
         if day in self.overrides:
             return self.overrides[day]
-        if _package_knows(day.year):
+        if self.statutory and _package_knows(day.year):
             return bool(chinese_calendar.is_workday(day))
         return day.weekday() < 5
 

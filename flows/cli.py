@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from calendars.loader import CalendarError, Program
 from calendars.loader import check as check_calendars
@@ -424,7 +425,13 @@ def receivers_command(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SQLAlchemyError as exc:  # the store is unreachable or older than this version: say so, no traceback
+        first_line = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        err.print(f"数据库错误：{first_line}", highlight=False, markup=False)
+        err.print("请检查 DUTIES_DATABASE_URL；若数据库由旧版本创建，请先备份后重新 duties init。", highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

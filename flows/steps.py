@@ -182,13 +182,13 @@ def _not_yet_planned(session: Session, rows: list[dict[str, Any]]) -> list[dict[
 
 
 def _period_label(key: str) -> str:
-    """2026年2月, 2026年第7周, 2026年2月第2次, 截至2022年12月31日."""
-    if key.startswith("target-"):
-        deadline = date.fromisoformat(key.removeprefix("target-"))
-        return f"截至{deadline.year}年{deadline.month}月{deadline.day}日"
+    """2026年, 2026年2月, 2026年第7周, 2026年2月第2次."""
     base, _, number = key.partition("#")
     year, _, rest = base.partition("-")
-    label = f"{year}年第{int(rest[1:])}周" if rest.startswith("W") else f"{year}年{int(rest)}月"
+    if not rest:
+        label = f"{year}年"
+    else:
+        label = f"{year}年第{int(rest[1:])}周" if rest.startswith("W") else f"{year}年{int(rest)}月"
     return f"{label}第{number}次" if number else label
 
 
@@ -518,7 +518,11 @@ def confirm(
         session.rollback()
         return "already"  # the same form again: a double tap or a retried request
     table = Occurrence.__table__  # type: ignore[attr-defined]
-    session.execute(update(table).where(table.c.id == occurrence_id).values(achieved=table.c.achieved + amount))
+    duty = session.get(Duty, occurrence.duty_id)
+    # A level target (亮灯率, 满意率) takes the latest reported value; everything else adds up.
+    is_level = duty is not None and (duty.spec.get("target") or {}).get("mode") == "level"
+    progress = amount if is_level else table.c.achieved + amount
+    session.execute(update(table).where(table.c.id == occurrence_id).values(achieved=progress))
     finish = (
         update(table)
         .where(table.c.id == occurrence_id, table.c.done_at.is_(None), table.c.achieved >= table.c.required)
