@@ -86,7 +86,7 @@ class RecurrenceSpec(Strict):
 class DueSpec(Strict):
     rule: Literal["last_workday", "day_of_period", "nth_workday"] = "last_workday"
     day: int | None = Field(default=None, ge=1, le=31, description="For day_of_period")
-    n: int | None = Field(default=None, ge=1, le=23, description="For nth_workday")
+    n: int | None = Field(default=None, ge=1, le=260, description="For nth_workday: the n-th working day of the period")
     time: TimeOfDay = TimeOfDay(17, 0)
     month_end: Literal["clamp", "skip"] = Field(
         default="clamp", description="day_of_period beyond the month's end: clamp to the last day, or skip"

@@ -430,7 +430,10 @@ def main() -> None:
     except SQLAlchemyError as exc:  # the store is unreachable or older than this version: say so, no traceback
         first_line = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         err.print(f"数据库错误：{first_line}", highlight=False, markup=False)
-        err.print("请检查 DUTIES_DATABASE_URL；若数据库由旧版本创建，请先备份后重新 duties init。", highlight=False)
+        err.print(
+            "请检查 DUTIES_DATABASE_URL。若数据库由较早版本创建，当前版本尚不能自动升级，请先备份 var/ 再处理。",
+            highlight=False,
+        )
         sys.exit(1)
 
 

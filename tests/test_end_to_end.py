@@ -62,10 +62,10 @@ def link_in(text: str, base: str) -> str:
 
 
 def test_reminder_link_confirmation_and_escalation(web: str, fresh_inbox: Inbox) -> None:
-    assert "已载入 55 个单位、39 项任务" in ok("init", "--at", "2026-01-20T08:00")
+    assert "已载入 56 个单位、47 项任务" in ok("init", "--at", "2026-01-20T08:00")
     assert json.loads(
         ok("plan", "--from", "2026-02-01", "--to", "2026-02-28", "--json", "--at", "2026-01-20T08:00")
-    ) == {"from": "2026-02-01", "to": "2026-02-28", "added": 81}
+    ) == {"from": "2026-02-01", "to": "2026-02-28", "added": 98}
     assert json.loads(ok("plan", "--from", "2026-02-01", "--to", "2026-02-28", "--json"))["added"] == 0
 
     # Monday 2 Feb, 09:30: the spot-check reminders of week 6 are due (4 days before Friday).
