@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, nulls_last, select, update
+from sqlalchemy import func, nulls_last, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ClauseElement
@@ -85,6 +85,7 @@ def find_occurrences(
     start: datetime | None = None,
     end: datetime | None = None,
     kind: str | None = None,
+    hide_unannounced: bool = False,
     overdue_first: bool = False,
     limit: int | None = None,
 ) -> list[tuple[Occurrence, Duty, Unit]]:
@@ -97,6 +98,8 @@ def find_occurrences(
         query = query.where(col.duty_id == duty)
     if kind:
         query = query.where(duties.kind == kind)
+    if hide_unannounced:  # views the inspected could reach never show a check before its day
+        query = query.where(or_(col.visible_from.is_(None), col.visible_from <= at))
     if status:
         query = query.where(status_condition(status, at))
     if start:

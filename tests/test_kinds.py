@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -300,3 +300,29 @@ def test_workdays_and_schema_commands(settings_env: Path) -> None:
     assert {"units", "ladders", "duties"} <= set(schema["properties"])
     assert {"QuotaSpec", "UnannouncedSpec", "TargetSpec", "ChainSpec"} <= set(schema["$defs"])
     assert "year" in json.loads(runner.invoke(cli, ["schema", "--workdays"]).stdout)["properties"]
+
+
+def test_the_web_never_shows_an_unannounced_check_before_its_day(session: Session, ctx: Context) -> None:
+    from web.app import app, clock
+
+    steps.plan(
+        session,
+        ctx,
+        start=date(2026, 2, 1),
+        end=date(2026, 2, 28),
+        at=local("2026-01-20T08:00"),
+        only={"site-dust-noise-check"},
+    )
+    first_day = min(i.due_at for i in occurrences_of(session, "site-dust-noise-check")).astimezone(SHANGHAI)
+    the_day_before = first_day.replace(hour=12) - timedelta(days=1)
+    try:
+        with TestClient(app) as client:
+            app.dependency_overrides[clock] = lambda: the_day_before
+            assert client.get("/api/occurrences", params={"duty": "site-dust-noise-check"}).json() == []
+            app.dependency_overrides[clock] = lambda: first_day.replace(hour=8)
+            shown = client.get("/api/occurrences", params={"duty": "site-dust-noise-check"}).json()
+            assert [o["due"][:10] for o in shown] == [first_day.date().isoformat()]
+    finally:
+        app.dependency_overrides.clear()
+    # The office itself (the CLI) still sees the whole plan ahead.
+    assert len(find_occurrences(session, at=the_day_before, duty="site-dust-noise-check")) == 10

@@ -240,7 +240,7 @@ def desk_home() -> RedirectResponse:
 
 @app.get("/desk/overdue", response_class=HTMLResponse)
 def desk_overdue(session: SessionDep, at: NowDep) -> HTMLResponse:
-    rows = find_occurrences(session, at=at, status="overdue", overdue_first=True, limit=2000)
+    rows = find_occurrences(session, at=at, status="overdue", overdue_first=True, limit=2000, hide_unannounced=True)
     items = [occurrence_json(o, d, u, at=at, zone=get_settings().zone) for o, d, u in rows]
     by_level = {level: sum(1 for item in items if item["level"] == level) for level in LEVEL_NAMES}
     return page("overdue.html", items=items, by_level=by_level, at=at)
@@ -267,6 +267,7 @@ def api_occurrences(
     rows = find_occurrences(
         session,
         at=at,
+        hide_unannounced=True,
         unit=unit,
         duty=duty,
         status=status,
@@ -281,5 +282,5 @@ def api_occurrences(
 def api_overdue(
     session: SessionDep, at: NowDep, limit: Annotated[int, Query(ge=1, le=5000)] = 1000
 ) -> list[dict[str, Any]]:
-    rows = find_occurrences(session, at=at, status="overdue", overdue_first=True, limit=limit)
+    rows = find_occurrences(session, at=at, status="overdue", overdue_first=True, limit=limit, hide_unannounced=True)
     return [occurrence_json(o, d, u, at=at, zone=get_settings().zone) for o, d, u in rows]
