@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -14,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 
 from calendars.loader import CalendarError, Program
 from calendars.loader import check as check_calendars
@@ -66,6 +69,21 @@ def program_or_exit() -> Program:
         fail(f"日历文件有 {len(error.problems)} 处问题，未写入任何数据。")
 
 
+@contextmanager
+def opened_store() -> Iterator[Session]:
+    """A session on the store, its tables created first if this is a new store."""
+    create_tables(get_engine())
+    with session_scope() as session:
+        yield session
+
+
+def occurrence_or_exit(session: Session, occurrence_id: int) -> Occurrence:
+    occurrence = session.get(Occurrence, occurrence_id)
+    if occurrence is None:
+        fail(f"没有 id 为 {occurrence_id} 的任务。")
+    return occurrence
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
@@ -75,8 +93,7 @@ def init(at: AtOption = None) -> None:
     """创建或升级数据库，并载入日历与单位。"""
     when = moment(at)
     program = program_or_exit()
-    create_tables(get_engine())
-    with session_scope() as session:
+    with opened_store() as session:
         changed = steps.sync_program(session, program, at=when)
     settings = get_settings()
     out.print(f"数据库：{settings.resolved_database_url.split('@')[-1]}")
@@ -121,8 +138,7 @@ def plan(
     unknown = sorted(set(duty or ()) - set(program.duties))
     if unknown:
         fail(f"没有这些任务：{'、'.join(unknown)}", 2)
-    with session_scope() as session:
-        create_tables(get_engine())
+    with opened_store() as session:
         ctx = runtime.make_context(session, program)
         steps.sync_program(session, program, at=when)
         added = steps.plan(session, ctx, start=first, end=last, at=when, only=set(duty) if duty else None)
@@ -136,7 +152,7 @@ def plan(
 def tick(at: AtOption = None, as_json: JsonOption = False) -> None:
     """一次心跳：排期、发送到期提醒、升级逾期事项。"""
     when, program = moment(at), program_or_exit()
-    with session_scope() as session:
+    with opened_store() as session:
         report = steps.tick(session, runtime.make_context(session, program), at=when)
     if as_json:
         emit_json({"at": when.isoformat(), **asdict(report)})
@@ -180,8 +196,7 @@ def overdue(
 
 def _list(at: datetime, as_json: bool, **filters: Any) -> None:
     zone = get_settings().zone
-    with session_scope() as session:
-        create_tables(get_engine())
+    with opened_store() as session:
         rows = find_occurrences(session, at=at, **filters)
         items = [occurrence_json(o, d, u, at=at, zone=zone) for o, d, u in rows]
     if as_json:
@@ -205,11 +220,8 @@ def _list(at: datetime, as_json: bool, **filters: Any) -> None:
 def link(occurrence_id: Annotated[int, typer.Argument(help="任务 id")], at: AtOption = None) -> None:
     """输出某条任务的确认链接。"""
     when = moment(at)
-    with session_scope() as session:
-        create_tables(get_engine())
-        occurrence = session.get(Occurrence, occurrence_id)
-        if occurrence is None:
-            fail(f"没有 id 为 {occurrence_id} 的任务。")
+    with opened_store() as session:
+        occurrence = occurrence_or_exit(session, occurrence_id)
         url = steps.confirmation_link(get_settings(), secret_key(session), occurrence, at=when)
     sys.stdout.write(url + "\n")
 
@@ -279,8 +291,7 @@ def preview(
     first = day(start, "--from") or runtime.now().astimezone(get_settings().zone).date()
     seed = get_settings().unannounced_seed
     if duty.unannounced is not None and not seed:
-        with session_scope() as session:
-            create_tables(get_engine())
+        with opened_store() as session:
             seed = unannounced_seed(session)
     rows = [
         row for unit_id in ([unit] if unit else units) for row in upcoming(program, duty, unit_id, first, count, seed)
@@ -337,8 +348,7 @@ def upcoming(
 def targets(at: AtOption = None, as_json: JsonOption = False) -> None:
     """年底目标的进度：已完成、目标值、按时间推算应完成的数量。"""
     when = moment(at)
-    with session_scope() as session:
-        create_tables(get_engine())
+    with opened_store() as session:
         items = target_progress(session, at=when, zone=get_settings().zone)
     if as_json:
         emit_json(items)
@@ -367,11 +377,8 @@ def record(
 ) -> None:
     """代为登记一次完成情况：一次确认、一次检查或一笔目标进度。"""
     when = moment(at)
-    with session_scope() as session:
-        create_tables(get_engine())
-        occurrence = session.get(Occurrence, occurrence_id)
-        if occurrence is None:
-            fail(f"没有 id 为 {occurrence_id} 的任务。")
+    with opened_store() as session:
+        occurrence = occurrence_or_exit(session, occurrence_id)
         kind = session.get(Duty, occurrence.duty_id).kind  # type: ignore[union-attr]
         outcome = steps.confirm(
             session,

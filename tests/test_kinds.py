@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,20 +38,17 @@ QUOTA = """duties:
 """
 
 
+def plan_only(session: Session, ctx: Context, duty: str, start: date, end: date, *, at: datetime) -> int:
+    return steps.plan(session, ctx, start=start, end=end, at=at, only={duty})
+
+
 def occurrences_of(session: Session, duty: str) -> list[Occurrence]:
     query = select(Occurrence).where(col(Occurrence.duty_id) == duty).order_by(col(Occurrence.due_at))
     return list(session.execute(query.execution_options(populate_existing=True)).scalars())
 
 
 def test_a_quota_needs_every_check_and_counts_a_form_once(session: Session, ctx: Context) -> None:
-    steps.plan(
-        session,
-        ctx,
-        start=date(2026, 3, 2),
-        end=date(2026, 3, 8),
-        at=local("2026-03-01T08:00"),
-        only={"market-spot-check"},
-    )
+    plan_only(session, ctx, "market-spot-check", date(2026, 3, 2), date(2026, 3, 8), at=local("2026-03-01T08:00"))
     item = occurrences_of(session, "market-spot-check")[0]
     item_id = item.id or 0
     # Make this week's quota two checks, as a duty with `quota: {count: 2}` would plan it.
@@ -70,14 +67,7 @@ def test_a_quota_needs_every_check_and_counts_a_form_once(session: Session, ctx:
 
 
 def test_a_period_that_ends_short_of_its_quota_is_overdue_and_climbs(session: Session, ctx: Context) -> None:
-    steps.plan(
-        session,
-        ctx,
-        start=date(2026, 3, 2),
-        end=date(2026, 3, 8),
-        at=local("2026-03-01T08:00"),
-        only={"market-spot-check"},
-    )
+    plan_only(session, ctx, "market-spot-check", date(2026, 3, 2), date(2026, 3, 8), at=local("2026-03-01T08:00"))
     item = occurrences_of(session, "market-spot-check")[0]
     item.required = 2
     session.commit()
@@ -145,14 +135,7 @@ def test_unannounced_days_are_reproducible_secret_working_days(calendars_dir: Pa
 
 
 def test_the_inspected_never_hear_of_an_unannounced_check(session: Session, ctx: Context, fresh_inbox: Inbox) -> None:
-    steps.plan(
-        session,
-        ctx,
-        start=date(2026, 2, 1),
-        end=date(2026, 2, 28),
-        at=local("2026-01-20T08:00"),
-        only={"site-dust-noise-check"},
-    )
+    plan_only(session, ctx, "site-dust-noise-check", date(2026, 2, 1), date(2026, 2, 28), at=local("2026-01-20T08:00"))
     items = occurrences_of(session, "site-dust-noise-check")
     assert len(items) == 10 and all(i.visible_from is not None for i in items)
     for item in items:  # every drawn day of the month, at its reminder time (09:30 in Shanghai)
@@ -168,13 +151,8 @@ def test_the_inspected_never_hear_of_an_unannounced_check(session: Session, ctx:
 
 
 def test_a_target_counts_progress_and_reports_its_pace(session: Session, ctx: Context) -> None:
-    added = steps.plan(
-        session,
-        ctx,
-        start=date(2022, 5, 8),
-        end=date(2022, 12, 31),
-        at=local("2022-05-10T09:00"),
-        only={"target-beautiful-communities"},
+    added = plan_only(
+        session, ctx, "target-beautiful-communities", date(2022, 5, 8), date(2022, 12, 31), at=local("2022-05-10T09:00")
     )
     assert added == 1
     (item,) = occurrences_of(session, "target-beautiful-communities")
@@ -210,13 +188,8 @@ def test_a_target_counts_progress_and_reports_its_pace(session: Session, ctx: Co
 def test_target_progress_is_reported_through_the_link(session: Session, ctx: Context) -> None:
     from web.app import app, clock
 
-    steps.plan(
-        session,
-        ctx,
-        start=date(2022, 5, 8),
-        end=date(2022, 12, 31),
-        at=local("2022-05-10T09:00"),
-        only={"target-beautiful-streets"},
+    plan_only(
+        session, ctx, "target-beautiful-streets", date(2022, 5, 8), date(2022, 12, 31), at=local("2022-05-10T09:00")
     )
     (item,) = occurrences_of(session, "target-beautiful-streets")
     link = steps.confirmation_link(ctx.settings, ctx.secret, item, at=local("2022-06-01T09:00"))
@@ -305,14 +278,7 @@ def test_workdays_and_schema_commands(settings_env: Path) -> None:
 def test_the_web_never_shows_an_unannounced_check_before_its_day(session: Session, ctx: Context) -> None:
     from web.app import app, clock
 
-    steps.plan(
-        session,
-        ctx,
-        start=date(2026, 2, 1),
-        end=date(2026, 2, 28),
-        at=local("2026-01-20T08:00"),
-        only={"site-dust-noise-check"},
-    )
+    plan_only(session, ctx, "site-dust-noise-check", date(2026, 2, 1), date(2026, 2, 28), at=local("2026-01-20T08:00"))
     first_day = min(i.due_at for i in occurrences_of(session, "site-dust-noise-check")).astimezone(SHANGHAI)
     the_day_before = first_day.replace(hour=12) - timedelta(days=1)
     try:

@@ -19,6 +19,7 @@ from flows import steps
 from flows.steps import Context
 from store.queries import find_occurrences, occurrence_json
 from tests.conftest import REPO, SHANGHAI, local
+from tests.test_calendars import duty as calendar_duty
 
 WORKDAYS = WorkdayCalendar()
 MAKEUP_2026 = [
@@ -78,19 +79,7 @@ def test_2027_is_flagged_until_its_arrangement_is_published() -> None:
 
 
 def duty(rrule: str, period: str, due: dict[str, object]) -> DutySpec:
-    return DutySpec.model_validate(
-        {
-            "id": "d",
-            "family": "f",
-            "title": "t",
-            "clause": "附件1 第1项 举措5",
-            "quote": "q",
-            "lead": ["x"],
-            "assignees": ["x"],
-            "recurrence": {"rrule": rrule, "period": period},
-            "due": due,
-        }
-    )
+    return calendar_duty(recurrence={"rrule": rrule, "period": period}, due=due)
 
 
 NO_HOLIDAYS = WorkdayCalendar(override_years=set(range(1990, 2100)), statutory=False)
