@@ -292,3 +292,27 @@ def test_the_web_never_shows_an_unannounced_check_before_its_day(session: Sessio
         app.dependency_overrides.clear()
     # The office itself (the CLI) still sees the whole plan ahead.
     assert len(find_occurrences(session, at=the_day_before, duty="site-dust-noise-check")) == 10
+
+
+def test_reminders_say_what_a_quota_or_target_still_needs(session: Session, ctx: Context) -> None:
+    plan_only(
+        session, ctx, "target-beautiful-communities", date(2026, 1, 1), date(2026, 12, 31), at=local("2026-01-02T09:00")
+    )
+    (item,) = occurrences_of(session, "target-beautiful-communities")
+    steps.confirm(
+        session,
+        occurrence_id=item.id or 0,
+        note="",
+        evidence=[],
+        at=local("2026-09-01T10:00"),
+        client="",
+        amount=37,
+        form_id="a",
+    )
+    steps.remind(session, ctx, at=local("2026-10-01T09:30"))  # the 92-day reminder
+    body = session.execute(select(Delivery.body).limit(1)).scalar_one()  # type: ignore[call-overload]
+    assert "目标：100 个“美丽小区”；目前已报送 37。" in body and "报送进度" in body
+    plan_only(session, ctx, "market-spot-check", date(2026, 3, 2), date(2026, 3, 8), at=local("2026-03-01T08:00"))
+    steps.remind(session, ctx, at=local("2026-03-02T09:30"))
+    quota = session.execute(select(Delivery.body).where(col(Delivery.stage) == "remind:4d").limit(1)).scalar_one()
+    assert "本期至少需完成 1 次，目前已记录 0 次" in quota
