@@ -23,9 +23,11 @@ from calendars.loader import check as check_calendars
 from calendars.recurrence import Period, expand
 from calendars.schema import CalendarFile, DutySpec, WorkdayFile
 from flows import runtime, steps
+from notify import outbox
+from notify.send import send_apprise
 from store.db import create_tables, get_engine, secret_key, session_scope, unannounced_seed
-from store.models import LEVEL_NAMES, STATUS_LABELS, STATUSES, Duty, Occurrence
-from store.queries import find_occurrences, occurrence_json, target_progress
+from store.models import DELIVERY_STATES, LEVEL_NAMES, STATUS_LABELS, STATUSES, Duty, Occurrence
+from store.queries import delivery_json, find_deliveries, find_occurrences, occurrence_json, target_progress
 from store.settings import get_settings
 
 app = typer.Typer(
@@ -398,6 +400,66 @@ def record(
         "closed": "该事项已免除。",
     }
     out.print(f"{messages[outcome]}进度 {occurrence.achieved:g} / {occurrence.required:g}")
+
+
+@app.command()
+def dispatch(
+    at: AtOption = None,
+    limit: Annotated[int | None, typer.Option(help="最多发送条数")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """发送发件箱中到期的消息（待发送和到点重试的），可多个进程同时运行。"""
+    when = moment(at)
+    with opened_store() as session:
+        report = outbox.dispatch(session, send_apprise, at=when, limit=limit)
+    if as_json:
+        emit_json(asdict(report))
+        return
+    out.print(
+        f"发送成功 {report.sent}，待重试 {report.retry}，失败 {report.failed}，结果未知 {report.unknown}，"
+        f"回收中断 {report.recovered}。"
+    )
+
+
+@app.command()
+def deliveries(
+    status: Annotated[str | None, typer.Option(help="|".join(DELIVERY_STATES))] = None,
+    limit: Annotated[int, typer.Option(help="最多显示条数")] = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """发件记录：默认列出失败和结果未知的，附原因，可用 duties resend 重发。"""
+    if status is not None and status not in DELIVERY_STATES:
+        fail(f"--status 只能是 {'|'.join(DELIVERY_STATES)}", 2)
+    wanted = [status] if status else ["failed", "unknown"]
+    zone = get_settings().zone
+    with opened_store() as session:
+        rows = [delivery_json(d, zone=zone) for d in find_deliveries(session, statuses=wanted, limit=limit)]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("id", "状态", "单位", "渠道", "环节", "尝试", "原因")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            DELIVERY_STATES[row["status"]],
+            row["unit"],
+            row["channel"],
+            row["stage"],
+            str(row["attempts"]),
+            row["reason"],
+        )
+    out.print(table)
+    out.print(f"共 {len(rows)} 条。")
+
+
+@app.command()
+def resend(delivery_id: Annotated[int, typer.Argument(help="发件记录 id")], at: AtOption = None) -> None:
+    """有意重发一条发件记录（例如结果未知或失败的），下一次发送时送出。"""
+    when = moment(at)
+    with opened_store() as session:
+        if not outbox.resend(session, delivery_id=delivery_id, at=when, actor="cli"):
+            fail(f"发件记录 {delivery_id} 不存在，或正在发送/等待发送。")
+    out.print(f"已安排重发发件记录 {delivery_id}。")
 
 
 @app.command()

@@ -19,8 +19,10 @@ from sqlmodel import Session
 from calendars.loader import Program
 from calendars.recurrence import Period, expand, reminder_times
 from calendars.schema import DutySpec, LevelSpec
+from notify import outbox
+from notify.outbox import DispatchReport
 from notify.send import Sender
-from store.models import Confirmation, Contact, Delivery, Duty, Escalation, Occurrence, Unit
+from store.models import Confirmation, Contact, Duty, Escalation, Occurrence, Unit
 from store.queries import audit, claim, get_value, insert_ignoring_conflicts, put_value
 from store.settings import Settings
 from templates import render
@@ -52,6 +54,8 @@ class TickReport:
     escalated: int = 0
     sent: int = 0
     failed: int = 0
+    retrying: int = 0
+    unknown: int = 0
     flags: list[str] = field(default_factory=list)
 
 
@@ -403,54 +407,14 @@ def _queue(
     *,
     at: datetime,
 ) -> None:
-    rows = [
-        {
-            "occurrence_id": occurrence.id,
-            "stage": stage,
-            "contact_id": c.id,
-            "unit_id": c.unit_id,
-            "channel": c.channel,
-            "status": "pending",
-            "title": title,
-            "body": body,
-            "log": "",
-            "attempts": 0,
-            "created_at": at,
-        }
-        for c in contacts
-    ]
-    insert_ignoring_conflicts(session, Delivery, rows)
+    outbox.queue(
+        session, occurrence_id=occurrence.id or 0, stage=stage, contacts=contacts, title=title, body=body, at=at
+    )
 
 
-def dispatch(session: Session, ctx: Context, *, at: datetime) -> tuple[int, int]:
-    """Send every pending delivery once. Each is claimed (pending → sending) before the send. Returns (sent, failed)."""
-    sent = failed = 0
-    col = Delivery.__table__.c  # type: ignore[attr-defined]
-    while True:
-        ids = list(
-            session.execute(select(col.id).where(col.status == "pending").order_by(col.id).limit(BATCH)).scalars()
-        )
-        if not ids:
-            return sent, failed
-        for delivery_id in ids:
-            if not claim(
-                session,
-                Delivery,
-                row_id=delivery_id,
-                expect={"status": "pending"},
-                values={"status": "sending", "attempts": col.attempts + 1},
-            ):
-                continue
-            session.commit()  # the claim is durable before anything leaves
-            delivery = session.get(Delivery, delivery_id)
-            contact = session.get(Contact, delivery.contact_id) if delivery else None
-            if delivery is None or contact is None:
-                continue
-            outcome = ctx.send(contact.url, delivery.title, delivery.body)
-            delivery.status, delivery.log = ("sent" if outcome.ok else "failed"), outcome.log
-            delivery.sent_at = at if outcome.ok else None
-            session.commit()
-            sent, failed = sent + outcome.ok, failed + (not outcome.ok)
+def dispatch(session: Session, ctx: Context, *, at: datetime) -> DispatchReport:
+    """Send what the outbox holds that is due (see notify/outbox.py)."""
+    return outbox.dispatch(session, ctx.send, at=at)
 
 
 # ---------------------------------------------------------------- tick
@@ -464,7 +428,9 @@ def tick(session: Session, ctx: Context, *, at: datetime) -> TickReport:
     report.planned = plan(session, ctx, start=today, end=today + timedelta(days=ctx.settings.plan_horizon_days), at=at)
     report.reminded = remind(session, ctx, at=at)
     report.escalated = escalate(session, ctx, at=at)
-    report.sent, report.failed = dispatch(session, ctx, at=at)
+    sending = dispatch(session, ctx, at=at)
+    report.sent, report.failed, report.unknown = sending.sent, sending.failed, sending.unknown
+    report.retrying = sending.retry
     report.flags = unpublished_warnings(ctx.program, today, ctx.settings.plan_horizon_days)
     put_value(session, key="last_tick_at", value=at.isoformat())
     session.commit()

@@ -19,6 +19,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from notify.send import IDEMPOTENCY_HEADER
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -31,12 +33,14 @@ class Mail:
     recipients: list[str]
     subject: str
     body: str
+    key: str = ""  # the sender's idempotency key header, if any
 
 
 @dataclass
 class Post:
     path: str
     payload: Any
+    key: str = ""
 
 
 @dataclass
@@ -91,16 +95,25 @@ class _SmtpHandler:
     def __init__(self, inbox: Inbox) -> None:
         self.inbox = inbox
 
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address.startswith("reject"):  # a mailbox that does not exist, for the tests of permanent failures
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = bytes(envelope.content)
         message = email.message_from_bytes(raw, policy=email.policy.default)
         part = message.get_body(preferencelist=("plain", "html"))
         body = part.get_content() if part is not None else ""
-        self.inbox.keep_mail(Mail(list(envelope.rcpt_tos), str(message["subject"] or ""), body), raw)
+        key = str(message.get(IDEMPOTENCY_HEADER) or "")
+        self.inbox.keep_mail(Mail(list(envelope.rcpt_tos), str(message["subject"] or ""), body, key), raw)
         return "250 OK"
 
 
 def _http_handler(inbox: Inbox) -> type[BaseHTTPRequestHandler]:
+    """Answers 200 with errcode 0, except on test paths: /status/500/…, /errcode/310000/…, /slow/…"""
+
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -109,9 +122,11 @@ def _http_handler(inbox: Inbox) -> type[BaseHTTPRequestHandler]:
                 payload: Any = json.loads(raw or b"null")
             except ValueError:
                 payload = raw.decode("utf-8", "replace")
-            inbox.keep_post(Post(self.path, payload))
-            body = b'{"errcode":0,"errmsg":"ok"}'
-            self.send_response(200)
+            status, errcode = _behaviour(self.path)
+            if status == 200 and errcode == 0:
+                inbox.keep_post(Post(self.path, payload, str(self.headers.get(IDEMPOTENCY_HEADER) or "")))
+            body = json.dumps({"errcode": errcode, "errmsg": "ok" if errcode == 0 else "rejected"}).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -121,6 +136,20 @@ def _http_handler(inbox: Inbox) -> type[BaseHTTPRequestHandler]:
             return
 
     return Handler
+
+
+SLOW_SECONDS = 2.0
+
+
+def _behaviour(path: str) -> tuple[int, int]:
+    parts = path.strip("/").split("/")
+    if parts[0] == "status" and len(parts) > 1 and parts[1].isdigit():
+        return int(parts[1]), 0
+    if parts[0] == "errcode" and len(parts) > 1 and parts[1].isdigit():
+        return 200, int(parts[1])
+    if parts[0] == "slow":
+        threading.Event().wait(SLOW_SECONDS)  # a remote that answers after the sender's read timeout
+    return 200, 0
 
 
 def run_forever(folder: Path, *, smtp_port: int, http_port: int) -> None:

@@ -1,30 +1,80 @@
-"""The one narrow adapter between a message and a channel: one apprise URL in, one recorded outcome out."""
+"""The one narrow adapter between a message and a channel: one apprise URL in, one classified outcome out.
+
+Apprise says only True or False; its log says why. The outcome decides what the outbox does next:
+``sent``; ``retry`` (nothing left, or the server failed: safe to send again); ``failed`` (the receiver refused the
+message for good); ``unknown`` (a read timeout: the request may have been delivered, so sending again may
+duplicate it).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import quote
 
 import apprise
+
+# Channels whose receivers see our idempotency key, as an HTTP header (webhooks) or a mail header.
+KEYED_SCHEMES = {"json", "jsons", "form", "forms", "xml", "xmls"}
+HEADER_SCHEMES = KEYED_SCHEMES | {"mailto", "mailtos"}
+IDEMPOTENCY_HEADER = "X-Duties-Idempotency-Key"
 
 
 @dataclass(frozen=True)
 class Outcome:
-    ok: bool
+    status: str  # sent, retry, failed or unknown
     log: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "sent"
 
 
 class Sender(Protocol):
-    def __call__(self, url: str, title: str, body: str) -> Outcome: ...
+    def __call__(self, url: str, title: str, body: str, *, key: str = "") -> Outcome: ...
 
 
-def send_apprise(url: str, title: str, body: str) -> Outcome:
+def send_apprise(url: str, title: str, body: str, *, key: str = "") -> Outcome:
     """Send to exactly one recipient on one channel and capture apprise's log as the delivery's record."""
     notifier = apprise.Apprise()
-    if not notifier.add(url):
-        return Outcome(False, "invalid apprise URL")
-    with apprise.LogCapture(level=logging.INFO) as captured:
+    if not notifier.add(with_key(url, key)):
+        return Outcome("failed", "invalid apprise URL")
+    with apprise.LogCapture(level=logging.DEBUG) as captured:
         # body_format TEXT: otherwise e-mail bodies are treated as HTML and the newlines collapse.
         ok = bool(notifier.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT))
-    return Outcome(ok, captured.getvalue()[-4000:])
+    log = captured.getvalue()
+    return Outcome("sent" if ok else classify_failure(log), _useful(log))
+
+
+def with_key(url: str, key: str) -> str:
+    """The URL with the idempotency key as a header, where the channel carries headers (apprise's ``+Name=``)."""
+    if not key or scheme(url) not in HEADER_SCHEMES:
+        return url
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}+{IDEMPOTENCY_HEADER}={quote(key)}"
+
+
+def scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower()
+
+
+def classify_failure(log: str) -> str:
+    """What a failed send means for the outbox, read from apprise's log."""
+    if "Read timed out" in log or "read timeout" in log:
+        return "unknown"  # the request was sent; the answer did not come back in time
+    smtp = re.search(r"\((\d{3}), b'", log)  # an SMTP refusal: {'addr': (550, b'5.1.1 ...')}
+    if smtp:
+        return "failed" if int(smtp.group(1)) >= 500 else "retry"  # 5xx is permanent in SMTP, 4xx temporary
+    http = re.search(r"error=(\d{3})", log)
+    if http:
+        code = int(http.group(1))
+        return "retry" if code >= 500 or code == 429 else "failed"
+    return "retry"  # refused, unreachable, or failed before anything left: sending again is safe
+
+
+def _useful(log: str) -> str:
+    """The log lines worth keeping on the delivery row, newest last, bounded."""
+    lines = [line for line in log.splitlines() if " - DEBUG - " not in line or "Exception" in line]
+    return "\n".join(lines)[-4000:]

@@ -136,13 +136,27 @@ class Delivery(SQLModel, table=True):
     contact_id: int = Field(foreign_key="contact.id")
     unit_id: str = Field(max_length=64)
     channel: str = Field(max_length=32)
-    status: str = Field(default="pending", index=True, max_length=16)
+    status: str = Field(default="pending", index=True, max_length=16, description="see DELIVERY_STATES")
+    idempotency_key: str = Field(default="", max_length=40, description="Sent with the message so receivers dedupe")
     title: str = ""
     body: str = ""
     log: str = ""
     attempts: int = 0
+    max_attempts: int = 5
+    next_attempt_at: datetime | None = _aware(index=True)
+    lease_until: datetime | None = _aware()
     created_at: datetime = _aware(nullable=False)
     sent_at: datetime | None = _aware()
+
+
+DELIVERY_STATES = {
+    "pending": "待发送",
+    "sending": "发送中",  # claimed by a dispatcher until lease_until
+    "sent": "已发送",
+    "retry": "待重试",  # after a temporary failure, at next_attempt_at
+    "failed": "发送失败",  # permanently, or after max_attempts
+    "unknown": "结果未知",  # a timeout after the request may have left: never resent to a chat bot automatically
+}
 
 
 class Confirmation(SQLModel, table=True):

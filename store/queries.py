@@ -12,7 +12,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ClauseElement
 from sqlmodel import Session, SQLModel
 
-from store.models import AuditEvent, Duty, Occurrence, Setting, Unit, status_condition
+from store.models import AuditEvent, Delivery, Duty, Occurrence, Setting, Unit, status_condition
 
 
 def insert_ignoring_conflicts(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> bool:
@@ -170,3 +170,33 @@ def target_progress(session: Session, *, at: datetime, zone: Any) -> list[dict[s
         )
         items.append(item)
     return items
+
+
+def find_deliveries(session: Session, *, statuses: Sequence[str], limit: int = 200) -> list[Delivery]:
+    col = Delivery.__table__.c  # type: ignore[attr-defined]
+    query = select(Delivery).where(col.status.in_(statuses)).order_by(col.id.desc()).limit(limit)
+    return list(session.execute(query.execution_options(populate_existing=True)).scalars())
+
+
+def delivery_json(delivery: Delivery, *, zone: Any) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "occurrence": delivery.occurrence_id,
+        "stage": delivery.stage,
+        "unit": delivery.unit_id,
+        "channel": delivery.channel,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": _iso(delivery.next_attempt_at, zone),
+        "sent_at": _iso(delivery.sent_at, zone),
+        "idempotency_key": delivery.idempotency_key,
+        "reason": _last_reason(delivery.log),
+    }
+
+
+def _last_reason(log: str) -> str:
+    """The last warning or error apprise logged, which is the reason a person needs."""
+    for line in reversed(log.splitlines()):
+        if " - WARNING - " in line or " - ERROR - " in line or "Exception" in line:
+            return line.split(" - ", 2)[-1][:300]
+    return ""

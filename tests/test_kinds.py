@@ -141,7 +141,7 @@ def test_the_inspected_never_hear_of_an_unannounced_check(session: Session, ctx:
     for item in items:  # every drawn day of the month, at its reminder time (09:30 in Shanghai)
         steps.remind(session, ctx, at=item.due_at.replace(hour=1, minute=30))
     steps.escalate(session, ctx, at=local("2026-03-31T18:00"))  # none was recorded: all of them climb to 交办
-    assert steps.dispatch(session, ctx, at=local("2026-03-31T18:00"))[1] == 0
+    assert steps.dispatch(session, ctx, at=local("2026-03-31T18:00")).failed == 0
     assert {i.level for i in occurrences_of(session, "site-dust-noise-check")} == {1}
     recipients = {r for mail in fresh_inbox.mails for r in mail.recipients}
     assert {r for r in recipients if r.endswith("-ecology@demo.huzhou.local")}

@@ -1,0 +1,186 @@
+"""The outbox: every message is a delivery row before it is sent, and its state says what happens next.
+
+pending → sending (claimed with a lease) → sent | retry (backoff with jitter, up to max_attempts) | failed | unknown.
+A dispatcher that dies leaves ``sending`` rows behind; once their lease has expired they are resent where the
+receiver dedupes by idempotency key (webhooks) and marked ``unknown`` elsewhere, for a person to decide.
+Several dispatchers may run at once: each row is claimed with a conditional update, so one of them sends it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlmodel import Session
+
+from notify.send import KEYED_SCHEMES, Sender, scheme
+from store.models import Contact, Delivery
+from store.queries import audit, claim, insert_ignoring_conflicts
+
+LEASE = timedelta(minutes=5)
+FIRST_BACKOFF = timedelta(minutes=1)
+MAX_BACKOFF = timedelta(hours=2)
+BATCH = 200
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    retry: int = 0
+    failed: int = 0
+    unknown: int = 0
+    recovered: int = 0
+
+
+def idempotency_key(occurrence_id: int, stage: str, contact_id: int) -> str:
+    """The same for every attempt at one delivery, different for every other one."""
+    return hashlib.sha256(f"duties|{occurrence_id}|{stage}|{contact_id}".encode()).hexdigest()[:32]
+
+
+def queue(
+    session: Session,
+    *,
+    occurrence_id: int,
+    stage: str,
+    contacts: Sequence[Contact],
+    title: str,
+    body: str,
+    at: datetime,
+) -> None:
+    """Write one delivery per contact. A second call for the same stage adds nothing."""
+    rows = [
+        {
+            "occurrence_id": occurrence_id,
+            "stage": stage,
+            "contact_id": c.id,
+            "unit_id": c.unit_id,
+            "channel": c.channel,
+            "status": "pending",
+            "idempotency_key": idempotency_key(occurrence_id, stage, c.id or 0),
+            "title": title,
+            "body": body,
+            "log": "",
+            "attempts": 0,
+            "max_attempts": 5,
+            "created_at": at,
+        }
+        for c in contacts
+    ]
+    insert_ignoring_conflicts(session, Delivery, rows)
+
+
+def backoff(delivery_id: int, attempts: int) -> timedelta:
+    """Exponential backoff with ±20 % jitter, the same for the same delivery and attempt (reproducible)."""
+    base = min(FIRST_BACKOFF * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
+    jitter = random.Random(delivery_id * 1000 + attempts).uniform(0.8, 1.2)
+    return base * jitter
+
+
+def dispatch(session: Session, send: Sender, *, at: datetime, limit: int | None = None) -> DispatchReport:
+    """Send what is due: pending rows and retries whose time has come. Returns what happened to them."""
+    report = DispatchReport(recovered=recover_expired(session, at=at))
+    done = 0
+    while limit is None or done < limit:
+        ids = _due_ids(session, at)
+        if not ids:
+            break
+        for delivery_id in ids:
+            outcome = _send_one(session, send, delivery_id, at=at)
+            if outcome:
+                setattr(report, outcome, getattr(report, outcome) + 1)
+                done += 1
+    return report
+
+
+def _due_ids(session: Session, at: datetime) -> list[int]:
+    col = Delivery.__table__.c  # type: ignore[attr-defined]
+    due = or_(col.status == "pending", (col.status == "retry") & (col.next_attempt_at <= at))
+    query = select(col.id).where(due).order_by(col.id).limit(BATCH)
+    return list(session.execute(query).scalars())
+
+
+def _send_one(session: Session, send: Sender, delivery_id: int, *, at: datetime) -> str:
+    """Claim, send, record. Returns the outcome, or "" when another dispatcher had it."""
+    col = Delivery.__table__.c  # type: ignore[attr-defined]
+    delivery = session.get(Delivery, delivery_id, populate_existing=True)
+    if delivery is None or delivery.status not in ("pending", "retry"):
+        return ""
+    won = claim(
+        session,
+        Delivery,
+        row_id=delivery_id,
+        expect={"status": delivery.status},
+        values={"status": "sending", "attempts": col.attempts + 1, "lease_until": at + LEASE},
+    )
+    session.commit()  # the claim is durable before anything leaves
+    if not won:
+        return ""
+    session.refresh(delivery)
+    contact = session.get(Contact, delivery.contact_id)
+    outcome = send(contact.url, delivery.title, delivery.body, key=delivery.idempotency_key) if contact else None
+    status = outcome.status if outcome else "failed"
+    if status == "retry" and delivery.attempts >= delivery.max_attempts:
+        status = "failed"
+    values: dict[str, Any] = {
+        "status": status,
+        "log": outcome.log if outcome else "contact removed",
+        "lease_until": None,
+    }
+    if status == "sent":
+        values["sent_at"] = at
+    if status == "retry":
+        values["next_attempt_at"] = at + backoff(delivery_id, delivery.attempts)
+    session.execute(update(Delivery.__table__).where(col.id == delivery_id).values(**values))  # type: ignore[attr-defined]
+    session.commit()
+    return status
+
+
+def recover_expired(session: Session, *, at: datetime) -> int:
+    """Rows left ``sending`` by a dispatcher that died: resend where the receiver dedupes, else mark unknown."""
+    col = Delivery.__table__.c  # type: ignore[attr-defined]
+    stale = list(
+        session.execute(select(col.id, col.channel).where(col.status == "sending", col.lease_until < at)).tuples()
+    )
+    for delivery_id, channel in stale:
+        keyed = scheme(f"{channel}://") in KEYED_SCHEMES
+        claim(
+            session,
+            Delivery,
+            row_id=delivery_id,
+            expect={"status": "sending"},
+            values={"status": "retry" if keyed else "unknown", "next_attempt_at": at, "lease_until": None},
+        )
+    session.commit()
+    return len(stale)
+
+
+def resend(session: Session, *, delivery_id: int, at: datetime, actor: str) -> bool:
+    """Send one delivery again on purpose (a person decided, e.g. for an unknown or failed one)."""
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None or delivery.status in ("pending", "sending"):
+        return False
+    previous = delivery.status
+    won = claim(
+        session,
+        Delivery,
+        row_id=delivery_id,
+        expect={"status": previous},
+        values={"status": "pending", "next_attempt_at": None, "max_attempts": delivery.attempts + 5},
+    )
+    if won:
+        audit(
+            session,
+            at=at,
+            actor=actor,
+            action="delivery_resent",
+            occurrence_id=delivery.occurrence_id,
+            delivery=delivery_id,
+            previous=previous,
+        )
+    session.commit()
+    return won
