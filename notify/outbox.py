@@ -25,7 +25,7 @@ from store.queries import audit, claim, insert_ignoring_conflicts
 LEASE = timedelta(minutes=5)
 FIRST_BACKOFF = timedelta(minutes=1)
 MAX_BACKOFF = timedelta(hours=2)
-BATCH = 200
+CLAIM = 20  # rows a dispatcher holds at once; their sends must fit in the lease
 
 
 @dataclass
@@ -86,41 +86,47 @@ def dispatch(session: Session, send: Sender, *, at: datetime, limit: int | None 
     report = DispatchReport(recovered=recover_expired(session, at=at))
     done = 0
     while limit is None or done < limit:
-        ids = _due_ids(session, at)
-        if not ids:
+        claimed = _claim_batch(session, at, CLAIM if limit is None else min(CLAIM, limit - done))
+        if not claimed:
             break
-        for delivery_id in ids:
-            outcome = _send_one(session, send, delivery_id, at=at)
-            if outcome:
-                setattr(report, outcome, getattr(report, outcome) + 1)
-                done += 1
+        for delivery_id in claimed:
+            outcome = _deliver(session, send, delivery_id, at=at)
+            setattr(report, outcome, getattr(report, outcome) + 1)
+        done += len(claimed)
     return report
 
 
-def _due_ids(session: Session, at: datetime) -> list[int]:
+def _claim_batch(session: Session, at: datetime, size: int) -> list[int]:
+    """Take up to ``size`` due rows for this dispatcher (status sending, with a lease), committed before sending.
+
+    PostgreSQL skips rows another dispatcher holds (FOR UPDATE SKIP LOCKED); SQLite, which locks the whole file,
+    claims row by row with a conditional update. Either way each row is won by exactly one dispatcher.
+    """
     col = Delivery.__table__.c  # type: ignore[attr-defined]
     due = or_(col.status == "pending", (col.status == "retry") & (col.next_attempt_at <= at))
-    query = select(col.id).where(due).order_by(col.id).limit(BATCH)
-    return list(session.execute(query).scalars())
+    query = select(col.id, col.status).where(due).order_by(col.id).limit(size)
+    taking = {"status": "sending", "attempts": col.attempts + 1, "lease_until": at + LEASE}
+    if session.get_bind().dialect.name == "postgresql":
+        rows = list(session.execute(query.with_for_update(skip_locked=True)).tuples())
+        ids = [row_id for row_id, _ in rows]
+        if ids:
+            session.execute(update(Delivery.__table__).where(col.id.in_(ids)).values(**taking))  # type: ignore[attr-defined]
+        session.commit()
+        return ids
+    won = [
+        row_id
+        for row_id, status in session.execute(query).tuples()
+        if claim(session, Delivery, row_id=row_id, expect={"status": status}, values=taking)
+    ]
+    session.commit()
+    return won
 
 
-def _send_one(session: Session, send: Sender, delivery_id: int, *, at: datetime) -> str:
-    """Claim, send, record. Returns the outcome, or "" when another dispatcher had it."""
+def _deliver(session: Session, send: Sender, delivery_id: int, *, at: datetime) -> str:
+    """Send one claimed delivery and record the outcome. Returns it: sent, retry, failed or unknown."""
     col = Delivery.__table__.c  # type: ignore[attr-defined]
     delivery = session.get(Delivery, delivery_id, populate_existing=True)
-    if delivery is None or delivery.status not in ("pending", "retry"):
-        return ""
-    won = claim(
-        session,
-        Delivery,
-        row_id=delivery_id,
-        expect={"status": delivery.status},
-        values={"status": "sending", "attempts": col.attempts + 1, "lease_until": at + LEASE},
-    )
-    session.commit()  # the claim is durable before anything leaves
-    if not won:
-        return ""
-    session.refresh(delivery)
+    assert delivery is not None
     contact = session.get(Contact, delivery.contact_id)
     outcome = send(contact.url, delivery.title, delivery.body, key=delivery.idempotency_key) if contact else None
     status = outcome.status if outcome else "failed"

@@ -1,0 +1,153 @@
+"""The outbox against real receivers on 127.0.0.1: an SMTP server that rejects one mailbox, an HTTP receiver that
+answers 200, 500, 404 and slowly, and a port where nothing listens."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from notify import outbox
+from notify.receivers import Inbox, free_port
+from notify.send import send_apprise
+from store import db
+from store.models import AuditEvent, Contact, Delivery, Duty, Occurrence, Unit
+from tests.conftest import local
+
+AT = local("2026-03-02T09:30")
+
+
+@pytest.fixture
+def ledger(sqlite_store: str) -> Iterator[Session]:
+    """A store with one unit and one occurrence to hang deliveries on."""
+    with db.session_scope() as session:
+        session.add(Unit(id="u", name="测试单位", kind="street", tags=[]))
+        session.add(Duty(id="d", family="f", title="t", clause="附件1 第1项 举措5"))
+        session.flush()
+        session.add(
+            Occurrence(
+                duty_id="d",
+                unit_id="u",
+                period="2026-03",
+                title="测试任务",
+                starts_at=AT,
+                due_at=AT + timedelta(days=3),
+                first_remind_at=AT,
+                created_at=AT,
+            )
+        )
+        session.commit()
+        yield session
+
+
+def queue_to(session: Session, urls: list[str], stage: str = "remind:3d") -> list[Delivery]:
+    contacts = []
+    for number, url in enumerate(urls):
+        contact = Contact(unit_id="u", name=f"{stage}-{number}", channel=url.split("://")[0], url=url)
+        session.add(contact)
+        contacts.append(contact)
+    session.flush()
+    outbox.queue(session, occurrence_id=1, stage=stage, contacts=contacts, title="【工作提醒】测试", body="正文", at=AT)
+    session.commit()
+    return deliveries(session)
+
+
+def deliveries(session: Session) -> list[Delivery]:
+    query = select(Delivery).order_by(col(Delivery.id)).execution_options(populate_existing=True)
+    return list(session.execute(query).scalars())
+
+
+def test_each_outcome_is_classified_and_recorded(ledger: Session, fresh_inbox: Inbox) -> None:
+    hook = f"json://127.0.0.1:{fresh_inbox.http_port}"
+    queue_to(
+        ledger,
+        [
+            fresh_inbox.mail_url("good@demo.huzhou.local"),
+            fresh_inbox.mail_url("reject@demo.huzhou.local"),  # 550 for this mailbox
+            f"{hook}/ok",
+            f"{hook}/status/500",
+            f"{hook}/status/404",
+            f"{hook}/slow?rto=0.5",  # the answer comes after the read timeout
+            f"json://127.0.0.1:{free_port()}/nobody-listens",
+        ],
+    )
+    report = outbox.dispatch(ledger, send_apprise, at=AT)
+    assert (report.sent, report.retry, report.failed, report.unknown) == (2, 2, 2, 1)
+    states = [d.status for d in deliveries(ledger)]
+    assert states == ["sent", "failed", "sent", "retry", "failed", "unknown", "retry"]
+    rejected = deliveries(ledger)[1]
+    assert "550" in rejected.log and rejected.attempts == 1
+    # Both receivers saw the idempotency key of their delivery.
+    keys = {d.idempotency_key for d in deliveries(ledger)}
+    assert fresh_inbox.mails[0].key in keys and fresh_inbox.posts[0].key in keys
+
+
+def test_a_temporary_failure_is_retried_with_growing_backoff_then_given_up(ledger: Session, fresh_inbox: Inbox) -> None:
+    (delivery,) = queue_to(ledger, [f"json://127.0.0.1:{fresh_inbox.http_port}/status/503"])
+    moments = [AT]
+    for _attempt in range(5):
+        outbox.dispatch(ledger, send_apprise, at=moments[-1])
+        (delivery,) = deliveries(ledger)
+        if delivery.status != "retry":
+            break
+        assert delivery.next_attempt_at is not None
+        assert outbox.dispatch(ledger, send_apprise, at=delivery.next_attempt_at - timedelta(seconds=1)).retry == 0
+        moments.append(delivery.next_attempt_at)
+    assert (delivery.status, delivery.attempts) == ("failed", 5)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(moments)]
+    assert all(b > a for a, b in itertools.pairwise(gaps)), gaps
+    assert timedelta(seconds=48) <= gaps[0] <= timedelta(seconds=72)  # one minute ± 20 %
+
+
+def test_backoff_is_reproducible_and_spread() -> None:
+    assert outbox.backoff(7, 3) == outbox.backoff(7, 3)
+    spread = {outbox.backoff(delivery_id, 1) for delivery_id in range(50)}
+    assert len(spread) > 40 and min(spread) >= timedelta(seconds=48) and max(spread) <= timedelta(seconds=72)
+    assert outbox.backoff(1, 30) <= outbox.MAX_BACKOFF * 1.2
+
+
+def test_an_interrupted_send_is_resent_only_where_the_receiver_dedupes(ledger: Session, fresh_inbox: Inbox) -> None:
+    webhook, mail = queue_to(
+        ledger, [f"json://127.0.0.1:{fresh_inbox.http_port}/hook", fresh_inbox.mail_url("someone@demo.huzhou.local")]
+    )
+    for delivery in (webhook, mail):  # as a dispatcher that died right after claiming them leaves them
+        delivery.status, delivery.lease_until, delivery.attempts = "sending", AT + outbox.LEASE, 1
+    ledger.commit()
+    assert outbox.dispatch(ledger, send_apprise, at=AT + timedelta(minutes=1)).recovered == 0  # lease still held
+    report = outbox.dispatch(ledger, send_apprise, at=AT + outbox.LEASE + timedelta(seconds=1))
+    assert (report.recovered, report.sent) == (2, 1)
+    webhook, mail = deliveries(ledger)
+    assert (webhook.status, mail.status) == ("sent", "unknown")
+    assert [p.key for p in fresh_inbox.posts] == [webhook.idempotency_key] and fresh_inbox.mails == []
+
+
+def test_a_person_can_resend_an_unknown_delivery_on_purpose(ledger: Session, fresh_inbox: Inbox) -> None:
+    queue_to(ledger, [f"json://127.0.0.1:{fresh_inbox.http_port}/slow?rto=0.5"])
+    outbox.dispatch(ledger, send_apprise, at=AT)
+    (delivery,) = deliveries(ledger)
+    assert delivery.status == "unknown"
+    assert outbox.dispatch(ledger, send_apprise, at=AT + timedelta(days=1)).sent == 0  # never by itself
+    ledger.execute(  # the operator fixed the receiver's address
+        Contact.__table__.update().values(url=f"json://127.0.0.1:{fresh_inbox.http_port}/hook")  # type: ignore[attr-defined]
+    )
+    ledger.commit()
+    assert outbox.resend(ledger, delivery_id=delivery.id or 0, at=AT + timedelta(days=1), actor="cli")
+    assert outbox.dispatch(ledger, send_apprise, at=AT + timedelta(days=1)).sent == 1
+    assert deliveries(ledger)[0].status == "sent"
+    assert fresh_inbox.posts[-1].key == delivery.idempotency_key
+    actions = [e.action for e in ledger.execute(select(AuditEvent)).scalars()]
+    assert actions == ["delivery_resent"]
+
+
+def test_queueing_the_same_stage_twice_adds_nothing(ledger: Session, fresh_inbox: Inbox) -> None:
+    contact = Contact(unit_id="u", name="c", channel="json", url=f"json://127.0.0.1:{fresh_inbox.http_port}/x")
+    ledger.add(contact)
+    ledger.flush()
+    for _ in range(2):
+        outbox.queue(ledger, occurrence_id=1, stage="level:1", contacts=[contact], title="t", body="b", at=AT)
+    ledger.commit()
+    assert len(deliveries(ledger)) == 1
