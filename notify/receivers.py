@@ -112,7 +112,7 @@ class _SmtpHandler:
 
 
 def _http_handler(inbox: Inbox) -> type[BaseHTTPRequestHandler]:
-    """Answers 200 with errcode 0, except on test paths: /status/500/…, /errcode/310000/…, /slow/…"""
+    """Answers 200 with errcode 0, except on test paths: /status/500/…, /errcode/310000/…, /slow/…, /delay/60/…"""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -149,6 +149,8 @@ def _behaviour(path: str) -> tuple[int, int]:
         return 200, int(parts[1])
     if parts[0] == "slow":
         threading.Event().wait(SLOW_SECONDS)  # a remote that answers after the sender's read timeout
+    if parts[0] == "delay" and len(parts) > 1 and parts[1].isdigit():
+        threading.Event().wait(int(parts[1]) / 1000)  # a remote that takes its time, but within the timeout
     return 200, 0
 
 
