@@ -13,6 +13,7 @@ import apprise
 import yaml
 from pydantic import BaseModel, ValidationError
 
+import notify.bots  # noqa: F401  (validate bot URLs with the plugins that will send them)
 from calendars.recurrence import expand, period_starts
 from calendars.schema import CalendarFile, DutySpec, LadderSpec, UnitSpec, WorkdayFile
 from calendars.workdays import WorkdayCalendar

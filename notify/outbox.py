@@ -26,6 +26,12 @@ LEASE = timedelta(minutes=5)
 FIRST_BACKOFF = timedelta(minutes=1)
 MAX_BACKOFF = timedelta(hours=2)
 CLAIM = 20  # rows a dispatcher holds at once; their sends must fit in the lease
+# Messages a bot accepts per window: DingTalk custom bots and WeCom group bots allow 20 a minute, Feishu 100.
+RATE_LIMITS = {
+    "dingtalk": (20, timedelta(minutes=1)),
+    "wecombot": (20, timedelta(minutes=1)),
+    "feishu": (100, timedelta(minutes=1)),
+}
 
 
 @dataclass
@@ -128,6 +134,18 @@ def _deliver(session: Session, send: Sender, delivery_id: int, *, at: datetime) 
     delivery = session.get(Delivery, delivery_id, populate_existing=True)
     assert delivery is not None
     contact = session.get(Contact, delivery.contact_id)
+    free_at = _rate_limit_free_at(session, contact, at) if contact else None
+    if free_at is not None:  # the bot's quota for this minute is used: wait without spending an attempt
+        deferred = {
+            "status": "retry",
+            "next_attempt_at": free_at,
+            "lease_until": None,
+            "attempts": col.attempts - 1,
+            "log": f"rate limit: wait until {free_at.isoformat()}",
+        }
+        session.execute(update(Delivery.__table__).where(col.id == delivery_id).values(**deferred))  # type: ignore[attr-defined]
+        session.commit()
+        return "retry"
     outcome = send(contact.url, delivery.title, delivery.body, key=delivery.idempotency_key) if contact else None
     status = outcome.status if outcome else "failed"
     if status == "retry" and delivery.attempts >= delivery.max_attempts:
@@ -144,6 +162,30 @@ def _deliver(session: Session, send: Sender, delivery_id: int, *, at: datetime) 
     session.execute(update(Delivery.__table__).where(col.id == delivery_id).values(**values))  # type: ignore[attr-defined]
     session.commit()
     return status
+
+
+def _rate_limit_free_at(session: Session, contact: Contact, at: datetime) -> datetime | None:
+    """When the bot behind this contact may take another message, if its per-minute quota is used up now.
+
+    Counted over the deliveries recorded as sent to the same URL, so several dispatchers share one quota.
+    """
+    limit = RATE_LIMITS.get(contact.channel)
+    if limit is None:
+        return None
+    count, window = limit
+    col, contacts = Delivery.__table__.c, Contact.__table__.c  # type: ignore[attr-defined]
+    recent = list(
+        session.execute(
+            select(col.sent_at)
+            .join(Contact.__table__, contacts.id == col.contact_id)  # type: ignore[attr-defined]
+            .where(contacts.url == contact.url, col.status == "sent", col.sent_at > at - window)
+            .order_by(col.sent_at.desc())
+            .limit(count)
+        ).scalars()
+    )
+    if len(recent) < count:
+        return None
+    return min(recent) + window
 
 
 def recover_expired(session: Session, *, at: datetime) -> int:

@@ -125,7 +125,9 @@ def _http_handler(inbox: Inbox) -> type[BaseHTTPRequestHandler]:
             status, errcode = _behaviour(self.path)
             if status == 200 and errcode == 0:
                 inbox.keep_post(Post(self.path, payload, str(self.headers.get(IDEMPOTENCY_HEADER) or "")))
-            body = json.dumps({"errcode": errcode, "errmsg": "ok" if errcode == 0 else "rejected"}).encode()
+            # DingTalk and WeCom answer errcode/errmsg, Feishu code/msg: give both.
+            reason = "ok" if errcode == 0 else "rejected"
+            body = json.dumps({"errcode": errcode, "errmsg": reason, "code": errcode, "msg": reason}).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import apprise
 
+from notify.bots import RETRYABLE_CODES  # importing it also puts the body-checking bots in apprise's place
+
 # Channels whose receivers see our idempotency key, as an HTTP header (webhooks) or a mail header.
 KEYED_SCHEMES = {"json", "jsons", "form", "forms", "xml", "xmls"}
 HEADER_SCHEMES = KEYED_SCHEMES | {"mailto", "mailtos"}
@@ -64,6 +66,9 @@ def classify_failure(log: str) -> str:
     """What a failed send means for the outbox, read from apprise's log."""
     if "Read timed out" in log or "read timeout" in log:
         return "unknown"  # the request was sent; the answer did not come back in time
+    bot = re.search(r"errcode=(-?\d+)", log)  # a chat bot's cloud refused it in the body of an HTTP 200
+    if bot:
+        return "retry" if int(bot.group(1)) in RETRYABLE_CODES else "failed"
     smtp = re.search(r"\((\d{3}), b'", log)  # an SMTP refusal: {'addr': (550, b'5.1.1 ...')}
     if smtp:
         return "failed" if int(smtp.group(1)) >= 500 else "retry"  # 5xx is permanent in SMTP, 4xx temporary

@@ -151,3 +151,57 @@ def test_queueing_the_same_stage_twice_adds_nothing(ledger: Session, fresh_inbox
         outbox.queue(ledger, occurrence_id=1, stage="level:1", contacts=[contact], title="t", body="b", at=AT)
     ledger.commit()
     assert len(deliveries(ledger)) == 1
+
+
+def test_chat_bots_are_judged_by_the_code_in_the_body(ledger: Session, fresh_inbox: Inbox) -> None:
+    base = f"http://127.0.0.1:{fresh_inbox.http_port}"
+    queue_to(
+        ledger,
+        [
+            f"dingtalk://token1?base={base}/dingtalk",
+            f"dingtalk://token2?base={base}/errcode/310000",  # keyword or signature check failed: permanent
+            f"dingtalk://token3?base={base}/errcode/130101",  # sending too fast: later
+            f"wecombot://key1?base={base}/wecom",
+            f"wecombot://key2?base={base}/errcode/93000",  # invalid webhook key: permanent
+            f"feishu://hook1?base={base}/feishu",
+            f"feishu://hook2?base={base}/errcode/19021",  # signature mismatch: permanent
+        ],
+    )
+    outbox.dispatch(ledger, send_apprise, at=AT)
+    assert [d.status for d in deliveries(ledger)] == ["sent", "failed", "retry", "sent", "failed", "sent", "failed"]
+    assert "errcode=310000" in deliveries(ledger)[1].log
+    paths = sorted(p.path.split("?")[0] for p in fresh_inbox.posts)
+    assert paths == ["/dingtalk/robot/send", "/feishu/open-apis/bot/v2/hook/hook1", "/wecom/cgi-bin/webhook/send"]
+    dingtalk = next(p for p in fresh_inbox.posts if p.path.startswith("/dingtalk"))
+    assert dingtalk.payload["msgtype"] == "text" and dingtalk.payload["text"]["content"].startswith("【工作提醒】测试")
+
+
+def test_bots_sign_with_their_secret(ledger: Session, fresh_inbox: Inbox) -> None:
+    import base64
+    import hashlib
+    import hmac
+    from urllib.parse import parse_qs, urlsplit
+
+    base = f"http://127.0.0.1:{fresh_inbox.http_port}"
+    queue_to(ledger, [f"dingtalk://dsecret@token1?base={base}/dt", f"feishu://hook1?secret=fsecret&base={base}/fs"])
+    assert outbox.dispatch(ledger, send_apprise, at=AT).sent == 2
+    dingtalk = next(p for p in fresh_inbox.posts if p.path.startswith("/dt"))
+    query = parse_qs(urlsplit(dingtalk.path).query)
+    stamp = query["timestamp"][0]
+    expected = hmac.new(b"dsecret", f"{stamp}\ndsecret".encode(), hashlib.sha256).digest()
+    assert query["sign"][0] == base64.b64encode(expected).decode()
+    feishu = next(p for p in fresh_inbox.posts if p.path.startswith("/fs")).payload
+    key = f"{feishu['timestamp']}\nfsecret".encode()
+    assert feishu["sign"] == base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+
+
+def test_a_dingtalk_bot_gets_at_most_20_messages_a_minute(ledger: Session, fresh_inbox: Inbox) -> None:
+    bot = f"dingtalk://token1?base=http://127.0.0.1:{fresh_inbox.http_port}/dingtalk"
+    for stage in range(25):  # 25 messages to the same bot, as 25 contacts of one unit's group would be
+        queue_to(ledger, [bot], stage=f"remind:{stage}d")
+    report = outbox.dispatch(ledger, send_apprise, at=AT)
+    assert (report.sent, report.retry) == (20, 5) and len(fresh_inbox.posts) == 20
+    waiting = [d for d in deliveries(ledger) if d.status == "retry"]
+    assert {d.next_attempt_at for d in waiting} == {AT + timedelta(minutes=1)} and {d.attempts for d in waiting} == {0}
+    assert outbox.dispatch(ledger, send_apprise, at=AT + timedelta(seconds=59)).sent == 0
+    assert outbox.dispatch(ledger, send_apprise, at=AT + timedelta(minutes=1)).sent == 5
