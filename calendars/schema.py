@@ -104,6 +104,21 @@ class DueSpec(Strict):
         return self
 
 
+class SendWindowSpec(Strict):
+    """When messages about a duty may go out: by default during office hours on working days, never at night."""
+
+    start: TimeOfDay = TimeOfDay(8, 30)
+    end: TimeOfDay = TimeOfDay(18, 0)
+    workdays_only: bool = True
+    always: bool = Field(default=False, description="Send at any hour, e.g. for an emergency duty")
+
+    @model_validator(mode="after")
+    def _start_before_end(self) -> SendWindowSpec:
+        if not self.always and self.start >= self.end:
+            raise ValueError(f"start {self.start} must be before end {self.end}")
+        return self
+
+
 class QuotaSpec(Strict):
     """At least ``count`` performed checks per period, each recorded; a period that ends short is overdue."""
 
@@ -154,6 +169,7 @@ class DutySpec(Strict):
     due: DueSpec = DueSpec()
     reminders: list[int] = Field(default=[3, 1, 0], description="Days before the due date, sent at remind_time")
     remind_time: TimeOfDay = TimeOfDay(9, 0)
+    send_window: SendWindowSpec = SendWindowSpec()
     monthly_tasks: dict[int, list[str]] = Field(default={}, description="Month-specific tasks (1–12)")
     quota: QuotaSpec | None = None
     unannounced: UnannouncedSpec | None = None

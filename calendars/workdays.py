@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
@@ -68,6 +70,23 @@ class WorkdayCalendar:
         while not self.is_workday(day):
             day += step
         return day
+
+    def window_opening(self, at: datetime, window: Any, zone: ZoneInfo) -> datetime:
+        """``at`` if it falls inside the sending window, else the moment the window next opens."""
+        if window.always:
+            return at
+        local = at.astimezone(zone)
+        day = local.date()
+        if self._sendable(day, window) and window.start <= local.time() < window.end:
+            return at
+        if not (self._sendable(day, window) and local.time() < window.start):
+            day += timedelta(days=1)
+            while not self._sendable(day, window):
+                day += timedelta(days=1)
+        return datetime.combine(day, window.start, tzinfo=zone)
+
+    def _sendable(self, day: date, window: Any) -> bool:
+        return self.is_workday(day) if window.workdays_only else True
 
     def last_workday(self, start: date, end: date) -> date | None:
         day = end

@@ -266,7 +266,7 @@ def _queue_reminder(session: Session, ctx: Context, occurrence: Occurrence, *, a
     days_left = (due_day - at.astimezone(ctx.zone).date()).days
     title, body = _message(session, ctx, "reminder", occurrence, duty, at=at, days_left=days_left)
     contacts = _contacts(session, [occurrence.unit_id], roles=("staff", "leader"))
-    _queue(session, occurrence, stage, contacts, title, body, at=at)
+    _queue(session, ctx, occurrence, stage, contacts, title, body, at=at)
     audit(
         session,
         at=at,
@@ -325,7 +325,7 @@ def _climb(session: Session, ctx: Context, occurrence: Occurrence, *, at: dateti
         session, ctx, "escalation", occurrence, duty, at=at, step=step, deadline=deadline, ladder=ladder
     )
     contacts = _audience(session, ctx, occurrence, step)
-    _queue(session, occurrence, f"level:{step.level}", contacts, title, body, at=at)
+    _queue(session, ctx, occurrence, f"level:{step.level}", contacts, title, body, at=at)
     audit(
         session,
         at=at,
@@ -399,6 +399,7 @@ def _contacts(session: Session, unit_ids: list[str], *, roles: tuple[str, ...]) 
 
 def _queue(
     session: Session,
+    ctx: Context,
     occurrence: Occurrence,
     stage: str,
     contacts: list[Contact],
@@ -407,8 +408,18 @@ def _queue(
     *,
     at: datetime,
 ) -> None:
+    """Hand the message to the outbox, to go out when the duty's sending window is open (never at night)."""
+    duty = ctx.program.duties.get(occurrence.duty_id)
+    opening = ctx.program.workdays.window_opening(at, duty.send_window, ctx.zone) if duty else at
     outbox.queue(
-        session, occurrence_id=occurrence.id or 0, stage=stage, contacts=contacts, title=title, body=body, at=at
+        session,
+        occurrence_id=occurrence.id or 0,
+        stage=stage,
+        contacts=contacts,
+        title=title,
+        body=body,
+        at=at,
+        not_before=opening,
     )
 
 

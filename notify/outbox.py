@@ -57,8 +57,13 @@ def queue(
     title: str,
     body: str,
     at: datetime,
+    not_before: datetime | None = None,
 ) -> None:
-    """Write one delivery per contact. A second call for the same stage adds nothing."""
+    """Write one delivery per contact, to go out at ``not_before`` (the sending window) or now.
+
+    A second call for the same stage adds nothing.
+    """
+    later = not_before if not_before is not None and not_before > at else None
     rows = [
         {
             "occurrence_id": occurrence_id,
@@ -74,6 +79,7 @@ def queue(
             "attempts": 0,
             "max_attempts": 5,
             "created_at": at,
+            "next_attempt_at": later,
         }
         for c in contacts
     ]
@@ -109,7 +115,8 @@ def _claim_batch(session: Session, at: datetime, size: int) -> list[int]:
     claims row by row with a conditional update. Either way each row is won by exactly one dispatcher.
     """
     col = Delivery.__table__.c  # type: ignore[attr-defined]
-    due = or_(col.status == "pending", (col.status == "retry") & (col.next_attempt_at <= at))
+    waiting_done = or_(col.next_attempt_at.is_(None), col.next_attempt_at <= at)
+    due = col.status.in_(("pending", "retry")) & waiting_done
     query = select(col.id, col.status).where(due).order_by(col.id).limit(size)
     taking = {"status": "sending", "attempts": col.attempts + 1, "lease_until": at + LEASE}
     if session.get_bind().dialect.name == "postgresql":

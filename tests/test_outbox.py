@@ -205,3 +205,43 @@ def test_a_dingtalk_bot_gets_at_most_20_messages_a_minute(ledger: Session, fresh
     assert {d.next_attempt_at for d in waiting} == {AT + timedelta(minutes=1)} and {d.attempts for d in waiting} == {0}
     assert outbox.dispatch(ledger, send_apprise, at=AT + timedelta(seconds=59)).sent == 0
     assert outbox.dispatch(ledger, send_apprise, at=AT + timedelta(minutes=1)).sent == 5
+
+
+@pytest.mark.parametrize(
+    ("moment", "opens"),
+    [
+        ("2026-03-02T10:00", "2026-03-02T10:00"),  # a Monday morning: now
+        ("2026-03-02T07:00", "2026-03-02T08:30"),  # too early: at 08:30
+        ("2026-03-06T19:00", "2026-03-09T08:30"),  # Friday evening: Monday
+        ("2026-02-13T19:00", "2026-02-14T08:30"),  # the Friday before the make-up Saturday
+        ("2026-02-14T18:30", "2026-02-24T08:30"),  # across the Spring Festival holiday
+    ],
+)
+def test_the_sending_window_is_office_hours_on_working_days(moment: str, opens: str) -> None:
+    from calendars.schema import SendWindowSpec
+    from calendars.workdays import WorkdayCalendar
+    from tests.conftest import SHANGHAI
+
+    calendar = WorkdayCalendar()
+    assert calendar.window_opening(local(moment), SendWindowSpec(), SHANGHAI) == local(opens)
+    assert calendar.window_opening(local(moment), SendWindowSpec(always=True), SHANGHAI) == local(moment)
+    late = SendWindowSpec(workdays_only=False)
+    assert calendar.window_opening(local("2026-03-07T20:00"), late, SHANGHAI) == local("2026-03-08T08:30")
+
+
+def test_an_escalation_at_night_waits_for_the_morning(sqlite_store: str, program: object, fresh_inbox: Inbox) -> None:
+    from datetime import date
+
+    from flows import steps
+    from flows.runtime import make_context
+
+    with db.session_scope() as session:
+        ctx = make_context(session, program)  # type: ignore[arg-type]
+        steps.sync_program(session, ctx.program, at=AT)
+        steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 8), at=AT, only={"market-spot-check"})
+        night = local("2026-02-09T22:00")  # the grace day has passed: 交办 now, but not in the middle of the night
+        assert steps.escalate(session, ctx, at=night) == 5
+        assert steps.dispatch(session, ctx, at=night).sent == 0
+        waiting = deliveries(session)
+        assert {d.next_attempt_at for d in waiting} == {local("2026-02-10T08:30")}
+        assert steps.dispatch(session, ctx, at=local("2026-02-10T08:30")).sent == len(waiting)
