@@ -208,14 +208,28 @@ def _workday_moment(program: Program, moment: datetime, workdays: int) -> dateti
 
 
 def remind(session: Session, ctx: Context, *, at: datetime) -> int:
-    """Queue the latest reminder that has come due for each open occurrence. Returns how many were queued."""
+    """Queue the latest reminder that has come due for each open occurrence. Returns how many were queued.
+
+    A unit with several reminders at once gets one message listing them all, each with its own link.
+    """
     queued = 0
-    for occurrence in _open_rows(session, "next_remind_at", at):
-        queued += _queue_reminder(session, ctx, occurrence, at=at)
+    for batch in _open_batches(session, "next_remind_at", at):
+        due = [item for occurrence in batch if (item := _claim_reminder(session, ctx, occurrence, at=at))]
+        by_unit: dict[str, list[Reminder]] = {}
+        for item in due:
+            by_unit.setdefault(item.occurrence.unit_id, []).append(item)
+        for items in by_unit.values():
+            _queue_reminders(session, ctx, items, at=at)
+        queued += len(due)
     return queued
 
 
 def _open_rows(session: Session, moment: str, at: datetime) -> Iterator[Occurrence]:
+    for batch in _open_batches(session, moment, at):
+        yield from batch
+
+
+def _open_batches(session: Session, moment: str, at: datetime) -> Iterator[list[Occurrence]]:
     """Open occurrences whose ``moment`` column has come, in batches; each batch is committed after use.
 
     Only the rows that are due cost anything (the column is indexed), so a tick's cost follows the work due, not
@@ -234,14 +248,21 @@ def _open_rows(session: Session, moment: str, at: datetime) -> Iterator[Occurren
         fresh = [row for row in session.execute(query).scalars() if row.id not in seen]
         if not fresh:
             return
-        for row in fresh:
-            seen.add(row.id or 0)
-            yield row
+        seen.update(row.id or 0 for row in fresh)
+        yield fresh
         session.commit()
 
 
-def _queue_reminder(session: Session, ctx: Context, occurrence: Occurrence, *, at: datetime) -> int:
-    """Queue the latest reminder whose time has come; an older one that was missed is not sent late."""
+@dataclass(frozen=True)
+class Reminder:
+    occurrence: Occurrence
+    duty: DutySpec
+    stage: str
+    days_left: int
+
+
+def _claim_reminder(session: Session, ctx: Context, occurrence: Occurrence, *, at: datetime) -> Reminder | None:
+    """Take the latest reminder whose time has come; an older one that was missed is not sent late."""
     duty = ctx.program.duties.get(occurrence.duty_id)
     times = reminder_times(duty, occurrence.due_at, ctx.program.workdays, ctx.zone) if duty else []
     passed = [t for t in times if t <= at]
@@ -260,23 +281,41 @@ def _queue_reminder(session: Session, ctx: Context, occurrence: Occurrence, *, a
         },
     )
     if not won or not sending or duty is None:
-        return 0
+        return None
     due_day = occurrence.due_at.astimezone(ctx.zone).date()
     stage = f"remind:{(due_day - passed[-1].astimezone(ctx.zone).date()).days}d"
-    days_left = (due_day - at.astimezone(ctx.zone).date()).days
-    title, body = _message(session, ctx, "reminder", occurrence, duty, at=at, days_left=days_left)
-    contacts = _contacts(session, [occurrence.unit_id], roles=("staff", "leader"))
-    _queue(session, ctx, occurrence, stage, contacts, title, body, at=at)
-    audit(
-        session,
-        at=at,
-        actor=SYSTEM,
-        action="reminder_queued",
-        occurrence_id=occurrence.id,
-        stage=stage,
-        recipients=len(contacts),
-    )
-    return 1
+    return Reminder(occurrence, duty, stage, (due_day - at.astimezone(ctx.zone).date()).days)
+
+
+def _queue_reminders(session: Session, ctx: Context, items: list[Reminder], *, at: datetime) -> None:
+    """One message per reminder, or, for a unit with several at once, one digest listing them all."""
+    first = items[0].occurrence
+    contacts = _contacts(session, [first.unit_id], roles=("staff", "leader"))
+    if len(items) == 1:
+        item = items[0]
+        title, body = _message(session, ctx, "reminder", first, item.duty, at=at, days_left=item.days_left)
+        stage = item.stage
+    else:
+        entries = [
+            {"item": item, "link": confirmation_link(ctx.settings, ctx.secret, item.occurrence, at=at)}
+            for item in sorted(items, key=lambda i: (i.occurrence.due_at, i.occurrence.id or 0))
+        ]
+        text = render("messages/digest.txt.j2", unit=ctx.program.units[first.unit_id], entries=entries, zone=ctx.zone)
+        title, _, rest = text.partition("\n")
+        title, body = title.strip(), rest.strip() + "\n"
+        stage = f"digest:{at.astimezone(ctx.zone):%Y%m%d%H%M}"
+    _queue(session, ctx, first, stage, contacts, title, body, at=at)
+    for item in items:
+        audit(
+            session,
+            at=at,
+            actor=SYSTEM,
+            action="reminder_queued",
+            occurrence_id=item.occurrence.id,
+            stage=item.stage,
+            digest=stage if len(items) > 1 else None,
+            recipients=len(contacts),
+        )
 
 
 # ---------------------------------------------------------------- escalate

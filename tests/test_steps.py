@@ -58,7 +58,7 @@ def test_remind_queues_only_the_latest_stage_and_only_once(session: Session, ctx
     # greening-monthly reminders: 25, 3 and 0 days before 28 Feb → 3 Feb, 25 Feb, 28 Feb at 09:00.
     at = local("2026-02-25T09:30")
     steps.remind(session, ctx, at=at)
-    greening = occurrence(session, "greening-monthly", "anji-dipu", "2026-02")
+    greening = occurrence(session, "greening-monthly", "anji-greening", "2026-02")
     stages = {
         d.stage for d in session.execute(select(Delivery).where(col(Delivery.occurrence_id) == greening.id)).scalars()
     }
@@ -189,3 +189,30 @@ def test_tick_plans_the_horizon_and_flags_an_unpublished_year(session: Session, 
     assert steps.tick(session, ctx, at=local("2026-12-20T08:05")).planned == 0
     assert report.planned == count_rows(session, Occurrence)
     assert (local("2026-12-20T08:00") + timedelta(days=62)).date() >= date(2027, 2, 19)
+
+
+def test_several_reminders_for_a_unit_at_once_become_one_digest(
+    session: Session, ctx: Context, fresh_inbox: Inbox
+) -> None:
+    import re
+
+    from web.tokens import read_token
+
+    plan_february(session, ctx)
+    at = local("2026-02-25T09:30")  # three days before the 28th: cleanup, market cleanup and greening together
+    steps.remind(session, ctx, at=at)
+    steps.dispatch(session, ctx, at=at)
+    (mail,) = [m for m in fresh_inbox.mails if m.recipients == ["wuxing-feiying@demo.huzhou.local"]]
+    assert mail.subject == "【工作提醒】飞英街道有 3 项任务即将到期"
+    links = re.findall(r"/c/([A-Za-z0-9_.\-]+)", mail.body)
+    claimed = {read_token(ctx.secret, token, at=at).occurrence_id for token in links}
+    expected = {
+        occurrence(session, duty, "wuxing-feiying", "2026-02").id
+        for duty in ("clean-home-street", "market-cleanup", "greening-monthly")
+    }
+    assert claimed == expected and len(links) == 3
+    for fragment in ("附件1 第1项 举措5", "附件1 第6项 举措4", "三(二)3", "本期任务：修剪收尾"):
+        assert fragment in mail.body
+    # A unit with one reminder still gets a plain reminder.
+    single = [m for m in fresh_inbox.mails if m.recipients == ["wuxing-greening@demo.huzhou.local"]]
+    assert len(single) == 1 and single[0].subject.startswith("【工作提醒】园林绿化月度养护清单")
