@@ -39,7 +39,11 @@ class UnitSpec(Strict):
     kind: str = Field(pattern=KIND_PATTERN, description="city_office, district, street, market, …")
     district: str | None = Field(default=None, description="Id of the district or county the unit belongs to")
     tags: list[str] = []
-    contacts: list[ContactSpec] = []
+    contacts: list[ContactSpec] = Field(default=[], description="In priority order")
+    delivery: Literal["all", "failover"] = Field(
+        default="all",
+        description="all: every contact gets each message; failover: the first, and the next only if it fails for good",
+    )
 
 
 class LevelSpec(Strict):

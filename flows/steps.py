@@ -77,7 +77,16 @@ def sync_program(session: Session, program: Program, *, at: datetime) -> bool:
     if get_value(session, key="program_digest") == digest:
         return False
     for spec in program.units.values():
-        session.merge(Unit(id=spec.id, name=spec.name, kind=spec.kind, district=spec.district, tags=list(spec.tags)))
+        session.merge(
+            Unit(
+                id=spec.id,
+                name=spec.name,
+                kind=spec.kind,
+                district=spec.district,
+                tags=list(spec.tags),
+                delivery=spec.delivery,
+            )
+        )
     session.flush()
     _sync_contacts(session, program)
     for duty in program.duties.values():
@@ -111,15 +120,28 @@ def _sync_contacts(session: Session, program: Program) -> None:
     existing = {(c.unit_id, c.name): c for c in session.exec(select(Contact)).scalars()}  # type: ignore[call-overload]
     wanted = set()
     for unit in program.units.values():
-        for spec in unit.contacts:
+        for priority, spec in enumerate(unit.contacts):
             wanted.add((unit.id, spec.name))
             row = existing.get((unit.id, spec.name))
             if row is None:
                 session.add(
-                    Contact(unit_id=unit.id, name=spec.name, channel=spec.channel, url=spec.url, role=spec.role)
+                    Contact(
+                        unit_id=unit.id,
+                        name=spec.name,
+                        channel=spec.channel,
+                        url=spec.url,
+                        role=spec.role,
+                        priority=priority,
+                    )
                 )
             else:
-                row.channel, row.url, row.role, row.active = spec.channel, spec.url, spec.role, True
+                row.channel, row.url, row.role, row.priority, row.active = (
+                    spec.channel,
+                    spec.url,
+                    spec.role,
+                    priority,
+                    True,
+                )
     for key, row in existing.items():
         if key not in wanted:
             row.active = False  # kept, not deleted: past deliveries still point at it
@@ -429,11 +451,20 @@ def _message(
 
 
 def _contacts(session: Session, unit_ids: list[str], *, roles: tuple[str, ...]) -> list[Contact]:
+    """Who hears of it: every active contact, or for a failover unit only its first (the rest wait their turn)."""
     if not unit_ids:
         return []
     col = Contact.__table__.c  # type: ignore[attr-defined]
     query = select(Contact).where(col.unit_id.in_(unit_ids), col.role.in_(roles), col.active.is_(True))
-    return list(session.execute(query.order_by(col.id)).scalars())
+    contacts = list(session.execute(query.order_by(col.unit_id, col.priority, col.id)).scalars())
+    units = Unit.__table__.c  # type: ignore[attr-defined]
+    failover_query = select(units.id).where(units.id.in_(unit_ids), units.delivery == "failover")
+    failover = set(session.execute(failover_query).scalars())
+    chosen: list[Contact] = []
+    for contact in contacts:
+        if contact.unit_id not in failover or all(c.unit_id != contact.unit_id for c in chosen):
+            chosen.append(contact)
+    return chosen
 
 
 def _queue(

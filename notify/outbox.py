@@ -19,7 +19,7 @@ from sqlalchemy import or_, select, update
 from sqlmodel import Session
 
 from notify.send import KEYED_SCHEMES, Sender, scheme
-from store.models import Contact, Delivery
+from store.models import Contact, Delivery, Unit
 from store.queries import audit, claim, insert_ignoring_conflicts
 
 LEASE = timedelta(minutes=5)
@@ -166,9 +166,37 @@ def _deliver(session: Session, send: Sender, delivery_id: int, *, at: datetime) 
         values["sent_at"] = at
     if status == "retry":
         values["next_attempt_at"] = at + backoff(delivery_id, delivery.attempts)
+    if status == "failed" and contact is not None:
+        values["log"] += _fail_over(session, delivery, contact, at=at)
     session.execute(update(Delivery.__table__).where(col.id == delivery_id).values(**values))  # type: ignore[attr-defined]
     session.commit()
     return status
+
+
+def _fail_over(session: Session, delivery: Delivery, contact: Contact, *, at: datetime) -> str:
+    """For a unit that lists its channels in priority order, queue the same message on the next one."""
+    unit = session.get(Unit, contact.unit_id)
+    if unit is None or unit.delivery != "failover":
+        return ""
+    col = Contact.__table__.c  # type: ignore[attr-defined]
+    following = session.execute(
+        select(Contact)
+        .where(col.unit_id == contact.unit_id, col.active.is_(True), col.priority > contact.priority)
+        .order_by(col.priority)
+        .limit(1)
+    ).scalar_one_or_none()
+    if following is None:
+        return "\nno further channel to fail over to"
+    queue(
+        session,
+        occurrence_id=delivery.occurrence_id,
+        stage=delivery.stage,
+        contacts=[following],
+        title=delivery.title,
+        body=delivery.body,
+        at=at,
+    )
+    return f"\nfailed over to {following.name} ({following.channel})"
 
 
 def _rate_limit_free_at(session: Session, contact: Contact, at: datetime) -> datetime | None:

@@ -54,6 +54,7 @@ class Unit(SQLModel, table=True):
     kind: str = Field(index=True, max_length=32)
     district: str | None = Field(default=None, index=True, max_length=64)
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    delivery: str = Field(default="all", max_length=16, description="all, or failover through contacts by priority")
 
 
 class Contact(SQLModel, table=True):
@@ -65,6 +66,7 @@ class Contact(SQLModel, table=True):
     channel: str = Field(max_length=32)
     url: str
     role: str = Field(default="staff", max_length=16)
+    priority: int = 0  # order in the unit file: failover tries the lowest first
     active: bool = True
 
 

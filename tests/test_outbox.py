@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -245,3 +246,48 @@ def test_an_escalation_at_night_waits_for_the_morning(sqlite_store: str, program
         waiting = deliveries(session)
         assert {d.next_attempt_at for d in waiting} == {local("2026-02-10T08:30")}
         assert steps.dispatch(session, ctx, at=local("2026-02-10T08:30")).sent == len(waiting)
+
+
+def test_a_failover_unit_hears_on_its_next_channel_after_a_permanent_failure(
+    ledger: Session, fresh_inbox: Inbox
+) -> None:
+    unit = ledger.get(Unit, "u")
+    assert unit is not None
+    unit.delivery = "failover"
+    first = Contact(
+        unit_id="u", name="邮箱", channel="mailto", url=fresh_inbox.mail_url("reject@demo.huzhou.local"), priority=0
+    )
+    second = Contact(unit_id="u", name="钉钉", channel="json", url=fresh_inbox.hook_url("bot"), priority=1)
+    ledger.add_all([first, second])
+    ledger.flush()
+    outbox.queue(ledger, occurrence_id=1, stage="remind:0d", contacts=[first], title="t", body="b", at=AT)
+    ledger.commit()
+    report = outbox.dispatch(ledger, send_apprise, at=AT)
+    assert (report.failed, report.sent) == (1, 1)
+    failed, fallback = deliveries(ledger)
+    assert (failed.status, failed.channel, fallback.status, fallback.channel) == ("failed", "mailto", "sent", "json")
+    assert "failed over to 钉钉" in failed.log and fallback.stage == failed.stage
+    assert [p.path for p in fresh_inbox.posts] == ["/bot"]
+
+
+def test_a_failover_unit_gets_only_its_first_channel_at_first(
+    settings_env: Path, calendars_dir: Path, sqlite_store: str
+) -> None:
+    from datetime import date
+
+    from calendars.loader import load_program
+    from flows import steps
+    from flows.runtime import make_context
+
+    units = calendars_dir / "huzhou" / "units.yaml"
+    text = units.read_text(encoding="utf-8")
+    units.write_text(
+        text.replace("    tags: [spot-check]\n", "    tags: [spot-check]\n    delivery: failover\n"), encoding="utf-8"
+    )
+    with db.session_scope() as session:
+        ctx = make_context(session, load_program(calendars_dir))
+        steps.sync_program(session, ctx.program, at=AT)
+        steps.plan(session, ctx, start=date(2026, 3, 2), end=date(2026, 3, 8), at=AT, only={"market-spot-check"})
+        steps.remind(session, ctx, at=local("2026-03-02T09:30"))
+        channels = sorted((d.unit_id, d.channel) for d in deliveries(session))
+    assert channels == [(f"{d}-msb", "mailto") for d in ("anji", "changxing", "deqing", "nanxun", "wuxing")]
