@@ -13,7 +13,7 @@ import apprise
 import yaml
 from pydantic import BaseModel, ValidationError
 
-import notify.bots  # noqa: F401  (validate bot URLs with the plugins that will send them)
+import notify.send  # noqa: F401  (validate URLs with the plugins that will send them: bots, SMS)
 from calendars.recurrence import expand, period_starts
 from calendars.schema import CalendarFile, DutySpec, LadderSpec, UnitSpec, WorkdayFile
 from calendars.workdays import WorkdayCalendar

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import apprise
 
+import notify.sms  # noqa: F401  (registers the smsgw:// example with apprise)
 from notify.bots import RETRYABLE_CODES  # importing it also puts the body-checking bots in apprise's place
 
 # Channels whose receivers see our idempotency key, as an HTTP header (webhooks) or a mail header.

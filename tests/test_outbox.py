@@ -291,3 +291,19 @@ def test_a_failover_unit_gets_only_its_first_channel_at_first(
         steps.remind(session, ctx, at=local("2026-03-02T09:30"))
         channels = sorted((d.unit_id, d.channel) for d in deliveries(session))
     assert channels == [(f"{d}-msb", "mailto") for d in ("anji", "changxing", "deqing", "nanxun", "wuxing")]
+
+
+def test_the_sms_example_plugs_into_the_outbox(ledger: Session, fresh_inbox: Inbox) -> None:
+    import apprise
+
+    from calendars.loader import check  # noqa: F401  (the loader accepts smsgw:// URLs as valid)
+
+    gateway = f"smsgw://127.0.0.1:{fresh_inbox.http_port}/sms/send?to=13800000000,13900000000&sign=湖州城管"
+    refused = f"smsgw://127.0.0.1:{fresh_inbox.http_port}/errcode/40001?to=13800000000"
+    assert apprise.Apprise.instantiate(gateway) is not None
+    queue_to(ledger, [gateway, refused])
+    report = outbox.dispatch(ledger, send_apprise, at=AT)
+    assert (report.sent, report.failed) == (1, 1)
+    (post,) = fresh_inbox.posts
+    assert post.payload["phones"] == ["13800000000", "13900000000"]
+    assert post.payload["content"].startswith("【湖州城管】【工作提醒】测试")
