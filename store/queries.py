@@ -195,8 +195,9 @@ def delivery_json(delivery: Delivery, *, zone: Any) -> dict[str, Any]:
 
 
 def _last_reason(log: str) -> str:
-    """The last warning or error apprise logged, which is the reason a person needs."""
-    for line in reversed(log.splitlines()):
-        if " - WARNING - " in line or " - ERROR - " in line or "Exception" in line:
-            return line.split(" - ", 2)[-1][:300]
-    return ""
+    """The last warning apprise logged, with the low-level exception behind it: the reason a person needs."""
+    lines = log.splitlines()
+    warning = next((ln for ln in reversed(lines) if " - WARNING - " in ln or " - ERROR - " in ln), "")
+    detail = next((ln for ln in reversed(lines) if "Exception" in ln), "")
+    parts = [ln.split(" - ", 2)[-1] for ln in (warning, detail) if ln]
+    return " ".join(parts)[:400] or (lines[-1][:400] if lines else "")

@@ -307,3 +307,30 @@ def test_the_sms_example_plugs_into_the_outbox(ledger: Session, fresh_inbox: Inb
     (post,) = fresh_inbox.posts
     assert post.payload["phones"] == ["13800000000", "13900000000"]
     assert post.payload["content"].startswith("【湖州城管】【工作提醒】测试")
+
+
+def test_the_operator_page_shows_failures_and_resends_on_purpose(ledger: Session, fresh_inbox: Inbox) -> None:
+    from fastapi.testclient import TestClient
+
+    from web.app import app, clock
+
+    queue_to(
+        ledger,
+        [fresh_inbox.mail_url("reject@demo.huzhou.local"), f"json://127.0.0.1:{fresh_inbox.http_port}/slow?rto=0.5"],
+    )
+    outbox.dispatch(ledger, send_apprise, at=AT)
+    app.dependency_overrides[clock] = lambda: AT
+    try:
+        with TestClient(app) as client:
+            page = client.get("/desk/deliveries")
+            assert page.status_code == 200 and "发送失败" in page.text and "结果未知" in page.text
+            assert "550" in page.text  # the reason, as the SMTP server gave it
+            failed_id = deliveries(ledger)[0].id
+            forged = client.post(f"/desk/deliveries/{failed_id}/resend", headers={"origin": "http://evil.example"})
+            assert forged.status_code == 403 and deliveries(ledger)[0].status == "failed"
+            done = client.post(
+                f"/desk/deliveries/{failed_id}/resend", headers={"origin": "http://testserver"}, follow_redirects=False
+            )
+            assert done.status_code == 303 and deliveries(ledger)[0].status == "pending"
+    finally:
+        app.dependency_overrides.clear()

@@ -9,16 +9,17 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select, text
 from sqlmodel import Session, col
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows import runtime
 from flows.steps import confirm
+from notify import outbox
 from store.db import secret_key, session_scope
-from store.models import LEVEL_NAMES, STATUS_LABELS, STATUSES, Confirmation, Duty, Occurrence, Unit
-from store.queries import find_occurrences, get_value, occurrence_json
+from store.models import DELIVERY_STATES, LEVEL_NAMES, STATUS_LABELS, STATUSES, Confirmation, Duty, Occurrence, Unit
+from store.queries import delivery_json, find_deliveries, find_occurrences, get_value, occurrence_json
 from store.settings import get_settings
 from templates import render
 from web.tokens import BadLink, read_token
@@ -244,6 +245,25 @@ def desk_overdue(session: SessionDep, at: NowDep) -> HTMLResponse:
     items = [occurrence_json(o, d, u, at=at, zone=get_settings().zone) for o, d, u in rows]
     by_level = {level: sum(1 for item in items if item["level"] == level) for level in LEVEL_NAMES}
     return page("overdue.html", items=items, by_level=by_level, at=at)
+
+
+@app.get("/desk/deliveries", response_class=HTMLResponse)
+def desk_deliveries(session: SessionDep, at: NowDep, status: str | None = None) -> HTMLResponse:
+    """Failed and unknown deliveries with their reason, each with a deliberate resend."""
+    wanted = [status] if status in DELIVERY_STATES else ["failed", "unknown"]
+    rows = [delivery_json(d, zone=get_settings().zone) for d in find_deliveries(session, statuses=wanted, limit=500)]
+    return page("deliveries.html", rows=rows, states=DELIVERY_STATES, at=at)
+
+
+@app.post("/desk/deliveries/{delivery_id}/resend", response_class=HTMLResponse)
+def desk_resend(delivery_id: int, request: Request, session: SessionDep, at: NowDep) -> Response:
+    # Until desk accounts exist, a resend is accepted only from this site's own page (no cross-site posts).
+    origin = request.headers.get("origin") or request.headers.get("referer") or ""
+    if not origin.startswith(str(request.base_url).rstrip("/")):
+        return problem_page(403, "请求被拒绝", "重发只能从本系统的发件记录页面发起。")
+    if not outbox.resend(session, delivery_id=delivery_id, at=at, actor="desk"):
+        return problem_page(409, "无法重发", "该发件记录不存在，或正在发送、等待发送。")
+    return RedirectResponse("/desk/deliveries", status_code=303)
 
 
 def _day_bound(value: date | None, *, end: bool = False) -> datetime | None:
