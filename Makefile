@@ -36,6 +36,10 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not flows"
 
+## Benchmarks: each prints its figures beside a baseline measured in the same run.
+bench: install
+	$(BIN)/python -m bench.dispatch
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy .

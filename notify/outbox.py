@@ -101,11 +101,24 @@ def dispatch(session: Session, send: Sender, *, at: datetime, limit: int | None 
         claimed = _claim_batch(session, at, CLAIM if limit is None else min(CLAIM, limit - done))
         if not claimed:
             break
-        for delivery_id in claimed:
-            outcome = _deliver(session, send, delivery_id, at=at)
+        for delivery, contact in _load(session, claimed):
+            outcome = _deliver(session, send, delivery, contact, at=at)
             setattr(report, outcome, getattr(report, outcome) + 1)
         done += len(claimed)
     return report
+
+
+def _load(session: Session, ids: list[int]) -> list[tuple[Delivery, Contact | None]]:
+    """The claimed rows and their contacts in one query, in claim order."""
+    col, contacts = Delivery.__table__.c, Contact.__table__.c  # type: ignore[attr-defined]
+    query = (
+        select(Delivery, Contact)
+        .outerjoin(Contact.__table__, contacts.id == col.contact_id)  # type: ignore[attr-defined]
+        .where(col.id.in_(ids))
+        .order_by(col.id)
+        .execution_options(populate_existing=True)
+    )
+    return [(row[0], row[1]) for row in session.execute(query).all()]
 
 
 def _claim_batch(session: Session, at: datetime, size: int) -> list[int]:
@@ -135,12 +148,10 @@ def _claim_batch(session: Session, at: datetime, size: int) -> list[int]:
     return won
 
 
-def _deliver(session: Session, send: Sender, delivery_id: int, *, at: datetime) -> str:
+def _deliver(session: Session, send: Sender, delivery: Delivery, contact: Contact | None, *, at: datetime) -> str:
     """Send one claimed delivery and record the outcome. Returns it: sent, retry, failed or unknown."""
     col = Delivery.__table__.c  # type: ignore[attr-defined]
-    delivery = session.get(Delivery, delivery_id, populate_existing=True)
-    assert delivery is not None
-    contact = session.get(Contact, delivery.contact_id)
+    delivery_id = delivery.id or 0
     free_at = _rate_limit_free_at(session, contact, at) if contact else None
     if free_at is not None:  # the bot's quota for this minute is used: wait without spending an attempt
         deferred = {
