@@ -124,28 +124,24 @@ def _load(session: Session, ids: list[int]) -> list[tuple[Delivery, Contact | No
 def _claim_batch(session: Session, at: datetime, size: int) -> list[int]:
     """Take up to ``size`` due rows for this dispatcher (status sending, with a lease), committed before sending.
 
-    PostgreSQL skips rows another dispatcher holds (FOR UPDATE SKIP LOCKED); SQLite, which locks the whole file,
-    claims row by row with a conditional update. Either way each row is won by exactly one dispatcher.
+    One statement: ``UPDATE … WHERE id IN (due rows) AND status still due RETURNING id``. PostgreSQL skips rows
+    another dispatcher holds (FOR UPDATE SKIP LOCKED); SQLite runs one writer at a time. Either way each row is won
+    by exactly one dispatcher.
     """
     col = Delivery.__table__.c  # type: ignore[attr-defined]
-    waiting_done = or_(col.next_attempt_at.is_(None), col.next_attempt_at <= at)
-    due = col.status.in_(("pending", "retry")) & waiting_done
-    query = select(col.id, col.status).where(due).order_by(col.id).limit(size)
-    taking = {"status": "sending", "attempts": col.attempts + 1, "lease_until": at + LEASE}
+    due = col.status.in_(("pending", "retry")) & or_(col.next_attempt_at.is_(None), col.next_attempt_at <= at)
+    candidates = select(col.id).where(due).order_by(col.id).limit(size)
     if session.get_bind().dialect.name == "postgresql":
-        rows = list(session.execute(query.with_for_update(skip_locked=True)).tuples())
-        ids = [row_id for row_id, _ in rows]
-        if ids:
-            session.execute(update(Delivery.__table__).where(col.id.in_(ids)).values(**taking))  # type: ignore[attr-defined]
-        session.commit()
-        return ids
-    won = [
-        row_id
-        for row_id, status in session.execute(query).tuples()
-        if claim(session, Delivery, row_id=row_id, expect={"status": status}, values=taking)
-    ]
+        candidates = candidates.with_for_update(skip_locked=True)
+    taking = (
+        update(Delivery.__table__)  # type: ignore[attr-defined]
+        .where(col.id.in_(candidates.scalar_subquery()), due)
+        .values(status="sending", attempts=col.attempts + 1, lease_until=at + LEASE)
+        .returning(col.id)
+    )
+    ids = sorted(session.execute(taking).scalars())
     session.commit()
-    return won
+    return ids
 
 
 def _deliver(session: Session, send: Sender, delivery: Delivery, contact: Contact | None, *, at: datetime) -> str:
