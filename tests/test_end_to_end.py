@@ -73,8 +73,8 @@ def test_reminder_link_confirmation_and_escalation(web: str, fresh_inbox: Inbox,
     assert report["failed"] == 0 and report["sent"] >= 10
     mail = next(m for m in fresh_inbox.mails if m.recipients == ["wuxing-msb@demo.huzhou.local"])
     assert "市场清扫保洁质量抽查" in mail.subject and "附件1 第6项 举措2" in mail.body
-    bot = next(p for p in fresh_inbox.posts if p.path == "/dingtalk/wuxing-msb")
-    assert link_in(bot.payload["message"], web) == link_in(mail.body, web)
+    bot = next(p for p in fresh_inbox.posts if p.path.startswith("/dingtalk/wuxing-msb/robot/send?access_token="))
+    assert link_in(bot.payload["text"]["content"], web) == link_in(mail.body, web)
 
     link = link_in(mail.body, web)
     with time_machine.travel(local("2026-02-03T10:00"), tick=True):

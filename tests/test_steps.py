@@ -81,7 +81,7 @@ def test_remind_goes_to_every_contact_of_the_unit(session: Session, ctx: Context
     channels = sorted(
         d.channel for d in session.execute(select(Delivery).where(col(Delivery.occurrence_id) == street.id)).scalars()
     )
-    assert channels == ["json", "mailto", "mailto"]  # duty mailbox, the street's leader, the group bot
+    assert channels == ["dingtalk", "mailto", "mailto"]  # the group bot, the duty mailbox, the street leader
 
 
 def test_ladder_climbs_one_level_per_working_day_timeout(session: Session, ctx: Context) -> None:
@@ -118,7 +118,7 @@ def test_each_level_notice_goes_to_its_audience_once(session: Session, ctx: Cont
     # 交办 audience: the unit (mail + bot) and the lead department (city market supervision, mail).
     assert sorted((d.unit_id, d.channel) for d in notices) == [
         ("city-msb", "mailto"),
-        ("wuxing-msb", "json"),
+        ("wuxing-msb", "dingtalk"),
         ("wuxing-msb", "mailto"),
     ]
     assert all(d.stage == "level:1" and d.title.startswith("【交办通知】") for d in notices)
