@@ -37,6 +37,8 @@ def run_service(*, host: str, port: int, scheduler: bool, receivers: bool) -> No
     try:
         if receivers:
             children.append(_spawn([sys.executable, "-m", "flows.cli", "receivers"], logs / "receivers.log"))
+            # The demo's messages go to local receivers, so they need not wait for office hours to be seen.
+            os.environ.setdefault("DUTIES_SEND_WINDOWS", "false")
         if scheduler:
             threading.Thread(target=_start_scheduler, args=(children, logs), daemon=True).start()
         from web.app import app

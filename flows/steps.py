@@ -480,7 +480,8 @@ def _queue(
 ) -> None:
     """Hand the message to the outbox, to go out when the duty's sending window is open (never at night)."""
     duty = ctx.program.duties.get(occurrence.duty_id)
-    opening = ctx.program.workdays.window_opening(at, duty.send_window, ctx.zone) if duty else at
+    windows = duty is not None and ctx.settings.send_windows
+    opening = ctx.program.workdays.window_opening(at, duty.send_window, ctx.zone) if windows and duty else at
     outbox.queue(
         session,
         occurrence_id=occurrence.id or 0,

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     tz: str = "Asia/Shanghai"
     plan_horizon_days: int = Field(default=62, ge=1, le=3660)
     link_valid_days: int = Field(default=90, ge=1)
+    send_windows: bool = Field(default=True, description="False sends at any hour (the local demo does)")
     prefect_port: int = Field(default=4200, description="Port of the local Prefect server `duties serve` starts")
 
     @field_validator("tz")

@@ -334,3 +334,23 @@ def test_the_operator_page_shows_failures_and_resends_on_purpose(ledger: Session
             assert done.status_code == 303 and deliveries(ledger)[0].status == "pending"
     finally:
         app.dependency_overrides.clear()
+
+
+def test_the_local_demo_can_send_at_any_hour(
+    sqlite_store: str, program: object, fresh_inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import date
+
+    from flows import steps
+    from flows.runtime import make_context
+    from store.settings import get_settings
+
+    monkeypatch.setenv("DUTIES_SEND_WINDOWS", "false")
+    get_settings.cache_clear()
+    with db.session_scope() as session:
+        ctx = make_context(session, program)  # type: ignore[arg-type]
+        steps.sync_program(session, ctx.program, at=AT)
+        steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 8), at=AT, only={"market-spot-check"})
+        night = local("2026-02-09T22:00")
+        steps.escalate(session, ctx, at=night)
+        assert steps.dispatch(session, ctx, at=night).sent == len(deliveries(session)) > 0
