@@ -22,8 +22,9 @@ from notify import outbox
 from notify.receivers import Inbox
 from notify.send import send_apprise
 from store.db import create_tables, make_engine
-from store.models import Contact, Delivery, Duty, Occurrence, Unit
+from store.models import Contact, Delivery
 from store.queries import count_rows
+from store.scratch import one_occurrence
 
 AT = datetime(2026, 3, 2, 1, 30, tzinfo=UTC)
 
@@ -41,26 +42,18 @@ def through_outbox(urls: list[str], folder: Path) -> float:
     engine = make_engine(f"sqlite:///{folder / 'bench.db'}")
     create_tables(engine)
     with Session(engine, expire_on_commit=False) as session:
-        session.add(Unit(id="u", name="单位", kind="street", tags=[]))
-        session.add(Duty(id="d", family="f", title="t", clause="附件1 第1项 举措5"))
-        session.flush()
-        session.add(
-            Occurrence(
-                duty_id="d",
-                unit_id="u",
-                period="p",
-                title="t",
-                starts_at=AT,
-                due_at=AT,
-                first_remind_at=AT,
-                created_at=AT,
-            )
-        )
+        occurrence_id = one_occurrence(session, at=AT)
         contacts = [Contact(unit_id="u", name=str(n), channel="json", url=url) for n, url in enumerate(urls)]
         session.add_all(contacts)
         session.flush()
         outbox.queue(
-            session, occurrence_id=1, stage="remind:0d", contacts=contacts, title="【工作提醒】测试", body="正文", at=AT
+            session,
+            occurrence_id=occurrence_id,
+            stage="remind:0d",
+            contacts=contacts,
+            title="【工作提醒】测试",
+            body="正文",
+            at=AT,
         )
         session.commit()
         started = time.perf_counter()

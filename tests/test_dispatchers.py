@@ -19,7 +19,8 @@ from sqlmodel import Session, col
 from notify import outbox
 from notify.receivers import Inbox
 from store import db
-from store.models import Contact, Delivery, Duty, Occurrence, Unit
+from store.models import Contact, Delivery
+from store.scratch import one_occurrence
 from tests.conftest import local
 
 T0 = local("2026-03-02T09:30")
@@ -27,20 +28,13 @@ T0 = local("2026-03-02T09:30")
 
 def fill_outbox(session: Session, inbox: Inbox, count: int, path: str = "hook") -> None:
     """``count`` deliveries, each to its own webhook path so every arrival can be traced to its delivery."""
-    session.add(Unit(id="u", name="测试单位", kind="street", tags=[]))
-    session.add(Duty(id="d", family="f", title="t", clause="附件1 第1项 举措5"))
-    session.flush()
-    session.add(
-        Occurrence(
-            duty_id="d", unit_id="u", period="p", title="t", starts_at=T0, due_at=T0, first_remind_at=T0, created_at=T0
-        )
-    )
+    occurrence_id = one_occurrence(session, at=T0)
     contacts = [
         Contact(unit_id="u", name=f"hook-{n}", channel="json", url=inbox.hook_url(f"{path}/{n}")) for n in range(count)
     ]
     session.add_all(contacts)
     session.flush()
-    outbox.queue(session, occurrence_id=1, stage="remind:0d", contacts=contacts, title="t", body="b", at=T0)
+    outbox.queue(session, occurrence_id=occurrence_id, stage="remind:0d", contacts=contacts, title="t", body="b", at=T0)
     session.commit()
 
 

@@ -16,7 +16,8 @@ from notify import outbox
 from notify.receivers import Inbox, free_port
 from notify.send import send_apprise
 from store import db
-from store.models import AuditEvent, Contact, Delivery, Duty, Occurrence, Unit
+from store.models import AuditEvent, Contact, Delivery, Unit
+from store.scratch import one_occurrence
 from tests.conftest import local
 
 AT = local("2026-03-02T09:30")
@@ -26,21 +27,7 @@ AT = local("2026-03-02T09:30")
 def ledger(sqlite_store: str) -> Iterator[Session]:
     """A store with one unit and one occurrence to hang deliveries on."""
     with db.session_scope() as session:
-        session.add(Unit(id="u", name="测试单位", kind="street", tags=[]))
-        session.add(Duty(id="d", family="f", title="t", clause="附件1 第1项 举措5"))
-        session.flush()
-        session.add(
-            Occurrence(
-                duty_id="d",
-                unit_id="u",
-                period="2026-03",
-                title="测试任务",
-                starts_at=AT,
-                due_at=AT + timedelta(days=3),
-                first_remind_at=AT,
-                created_at=AT,
-            )
-        )
+        one_occurrence(session, at=AT, due=AT + timedelta(days=3))
         session.commit()
         yield session
 
