@@ -10,6 +10,7 @@ import contextlib
 import email
 import email.policy
 import json
+import re
 import socket
 import threading
 import time
@@ -87,7 +88,8 @@ class Inbox:
         with self._lock:
             self.posts.append(post)
             if self.folder:
-                name = f"{time.time_ns()}-{post.path.strip('/').replace('/', '_')}.json"
+                path = post.path.split("?", 1)[0].strip("/")  # the query may hold a bot's token: keep it out
+                name = f"{time.time_ns()}-{re.sub(r'[^A-Za-z0-9_.-]', '_', path)}.json"
                 text = json.dumps(post.payload, ensure_ascii=False, indent=2)
                 (self.folder / "http" / name).write_text(text, encoding="utf-8")
 
