@@ -92,7 +92,7 @@ def emit_json(data: Any) -> None:
 
 @app.command()
 def init(at: AtOption = None) -> None:
-    """创建或升级数据库，并载入日历与单位。"""
+    """创建数据库（尚不支持升级旧库），并载入日历与单位。"""
     when = moment(at)
     program = program_or_exit()
     with opened_store() as session:
