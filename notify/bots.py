@@ -38,7 +38,8 @@ class _BodyChecked:
     request_timeout: Any
     verify_certificate: bool
 
-    def _init_base(self, base: str | None) -> None:
+    def __init__(self, base: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.base = (base or self.default_base).rstrip("/")
 
     def _post(self, url: str, payload: dict[str, Any], params: dict[str, str] | None = None) -> bool:
@@ -82,10 +83,6 @@ class DingTalkBot(_BodyChecked, NotifyDingTalk):
     service = "DingTalk"
     default_base = "https://oapi.dingtalk.com"
 
-    def __init__(self, base: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._init_base(base)
-
     def send(self, body: str, title: str = "", notify_type: Any = None, **kwargs: Any) -> bool:  # type: ignore[override]
         payload = {
             "msgtype": "text",
@@ -108,10 +105,6 @@ class WeComBot(_BodyChecked, NotifyWeComBot):
     service = "WeCom"
     default_base = "https://qyapi.weixin.qq.com"
 
-    def __init__(self, base: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._init_base(base)
-
     def send(self, body: str, title: str = "", notify_type: Any = None, **kwargs: Any) -> bool:
         payload = {"msgtype": "text", "text": {"content": f"{title}\n{body}" if title else body}}
         return self._post(f"{self.base}/cgi-bin/webhook/send", payload, {"key": self.key})
@@ -126,9 +119,8 @@ class FeishuBot(_BodyChecked, NotifyFeishu):
     code_field = "code"
     default_base = "https://open.feishu.cn"
 
-    def __init__(self, base: str | None = None, secret: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, secret: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._init_base(base)
         self.secret = secret
 
     def send(self, body: str, title: str = "", notify_type: Any = None, **kwargs: Any) -> bool:

@@ -42,6 +42,14 @@ def plan_only(session: Session, ctx: Context, duty: str, start: date, end: date,
     return steps.plan(session, ctx, start=start, end=end, at=at, only={duty})
 
 
+def report_progress(
+    session: Session, item: Occurrence, *, amount: float, at: datetime, form_id: str, note: str = ""
+) -> str:
+    return steps.confirm(
+        session, occurrence_id=item.id or 0, note=note, evidence=[], at=at, client="", amount=amount, form_id=form_id
+    )
+
+
 def occurrences_of(session: Session, duty: str) -> list[Occurrence]:
     query = select(Occurrence).where(col(Occurrence.duty_id) == duty).order_by(col(Occurrence.due_at))
     return list(session.execute(query.execution_options(populate_existing=True)).scalars())
@@ -158,29 +166,11 @@ def test_a_target_counts_progress_and_reports_its_pace(session: Session, ctx: Co
     (item,) = occurrences_of(session, "target-beautiful-communities")
     # A yearly target: from 1 January to the last working day of the year (31 Dec 2022 was a Saturday).
     assert (item.required, item.starts_at, item.due_at) == (100, local("2022-01-01T00:00"), local("2022-12-30T17:00"))
-    steps.confirm(
-        session,
-        occurrence_id=item.id or 0,
-        note="吴兴区报送",
-        evidence=[],
-        at=local("2022-08-01T10:00"),
-        client="",
-        amount=40,
-        form_id="a",
-    )
+    report_progress(session, item, amount=40, at=local("2022-08-01T10:00"), form_id="a", note="吴兴区报送")
     (report,) = target_progress(session, at=local("2022-09-01T00:00"), zone=SHANGHAI)
     assert (report["achieved"], report["required"], report["measure"]) == (40, 100, "个“美丽小区”")
     assert 60 < report["expected"] < 70 and report["on_track"] is False and report["kind"] == "target"
-    result = steps.confirm(
-        session,
-        occurrence_id=item.id or 0,
-        note="",
-        evidence=[],
-        at=local("2022-12-20T10:00"),
-        client="",
-        amount=61,
-        form_id="b",
-    )
+    result = report_progress(session, item, amount=61, at=local("2022-12-20T10:00"), form_id="b", note="")
     assert result == "confirmed"
     assert occurrences_of(session, "target-beautiful-communities")[0].status_at(local("2022-12-31T00:00")) == "done"
 
@@ -299,16 +289,7 @@ def test_reminders_say_what_a_quota_or_target_still_needs(session: Session, ctx:
         session, ctx, "target-beautiful-communities", date(2026, 1, 1), date(2026, 12, 31), at=local("2026-01-02T09:00")
     )
     (item,) = occurrences_of(session, "target-beautiful-communities")
-    steps.confirm(
-        session,
-        occurrence_id=item.id or 0,
-        note="",
-        evidence=[],
-        at=local("2026-09-01T10:00"),
-        client="",
-        amount=37,
-        form_id="a",
-    )
+    report_progress(session, item, amount=37, at=local("2026-09-01T10:00"), form_id="a", note="")
     steps.remind(session, ctx, at=local("2026-10-01T09:30"))  # the 92-day reminder
     body = session.execute(select(col(Delivery.body)).limit(1)).scalar_one()
     assert "目标：100 个“美丽小区”；目前已报送 37。" in body and "报送进度" in body
