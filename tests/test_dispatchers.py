@@ -58,14 +58,15 @@ def webhook_store(sqlite_store: str, fresh_inbox: Inbox) -> Iterator[Inbox]:
 def test_killing_the_dispatcher_loses_nothing(webhook_store: Inbox) -> None:
     inbox, count, kills = webhook_store, 250, 0
     with db.session_scope() as session:
-        # A receiver that takes 60 ms an answer, so that the sending takes long enough to be cut in many places.
-        fill_outbox(session, inbox, count, path="delay/60/hook")
+        # A receiver that takes 100 ms an answer: a run sends at most about ten messages before its kill, so the
+        # outbox cannot empty before the twentieth kill however fast the machine starts a process.
+        fill_outbox(session, inbox, count, path="delay/100/hook")
     chooser = random.Random(20261125)  # random points, the same ones in every run
     step = outbox.LEASE + timedelta(seconds=1)  # each restart comes after the previous leases expired
     for run in range(1, 60):
         process = start_dispatcher(step * run)
         try:
-            process.wait(timeout=chooser.uniform(0.5, 2.0))  # the kill lands at start-up, mid-batch or between
+            process.wait(timeout=chooser.uniform(0.3, 1.5))  # the kill lands at start-up, mid-batch or between
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.wait()
