@@ -315,16 +315,16 @@ def _queue_reminders(session: Session, ctx: Context, items: list[Reminder], *, a
     contacts = _contacts(session, [first.unit_id], roles=("staff", "leader"))
     if len(items) == 1:
         item = items[0]
-        title, body = _message(session, ctx, "reminder", first, item.duty, at=at, days_left=item.days_left)
+        title, body = _message(ctx, "reminder", first, item.duty, at=at, days_left=item.days_left)
         stage = item.stage
     else:
         entries = [
             {"item": item, "link": confirmation_link(ctx.settings, ctx.secret, item.occurrence, at=at)}
             for item in sorted(items, key=lambda i: (i.occurrence.due_at, i.occurrence.id or 0))
         ]
-        text = render("messages/digest.txt.j2", unit=ctx.program.units[first.unit_id], entries=entries, zone=ctx.zone)
-        title, _, rest = text.partition("\n")
-        title, body = title.strip(), rest.strip() + "\n"
+        title, body = _title_and_body(
+            render("messages/digest.txt.j2", unit=ctx.program.units[first.unit_id], entries=entries, zone=ctx.zone)
+        )
         stage = f"digest:{at.astimezone(ctx.zone):%Y%m%d%H%M}"
     _queue(session, ctx, first, stage, contacts, title, body, at=at)
     for item in items:
@@ -382,9 +382,7 @@ def _climb(session: Session, ctx: Context, occurrence: Occurrence, *, at: dateti
     session.add(
         Escalation(occurrence_id=occurrence.id or 0, level=step.level, name=step.name, at=at, deadline_at=deadline)
     )
-    title, body = _message(
-        session, ctx, "escalation", occurrence, duty, at=at, step=step, deadline=deadline, ladder=ladder
-    )
+    title, body = _message(ctx, "escalation", occurrence, duty, at=at, step=step, deadline=deadline, ladder=ladder)
     contacts = _audience(session, ctx, occurrence, step)
     _queue(session, ctx, occurrence, f"level:{step.level}", contacts, title, body, at=at)
     audit(
@@ -432,7 +430,7 @@ def confirmation_link(settings: Settings, secret: str, occurrence: Occurrence, *
 
 
 def _message(
-    session: Session, ctx: Context, template: str, occurrence: Occurrence, duty: DutySpec, *, at: datetime, **extra: Any
+    ctx: Context, template: str, occurrence: Occurrence, duty: DutySpec, *, at: datetime, **extra: Any
 ) -> tuple[str, str]:
     program = ctx.program
     leads = [program.units[u].name for s in duty.lead for u in program.resolve_near(s, occurrence.unit_id)]
@@ -446,6 +444,11 @@ def _message(
         zone=ctx.zone,
         **extra,
     )
+    return _title_and_body(text)
+
+
+def _title_and_body(text: str) -> tuple[str, str]:
+    """A rendered message template: its first line is the title, the rest the body."""
     title, _, body = text.partition("\n")
     return title.strip(), body.strip() + "\n"
 
