@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlmodel import Session
 
-from notify.send import KEYED_SCHEMES, Sender, scheme
+from notify.send import KEYED_SCHEMES, Sender
 from store.models import Contact, Delivery, Unit
 from store.queries import audit, claim, insert_ignoring_conflicts
 
@@ -157,8 +157,7 @@ def _deliver(session: Session, send: Sender, delivery: Delivery, contact: Contac
             "attempts": col.attempts - 1,
             "log": f"rate limit: wait until {free_at.isoformat()}",
         }
-        session.execute(update(Delivery.__table__).where(col.id == delivery_id).values(**deferred))  # type: ignore[attr-defined]
-        session.commit()
+        _record(session, delivery_id, deferred)
         return "retry"
     outcome = send(contact.url, delivery.title, delivery.body, key=delivery.idempotency_key) if contact else None
     status = outcome.status if outcome else "failed"
@@ -175,10 +174,16 @@ def _deliver(session: Session, send: Sender, delivery: Delivery, contact: Contac
         values["next_attempt_at"] = at + backoff(delivery_id, delivery.attempts)
     if status == "failed" and contact is not None:
         values["log"] += _fail_over(session, delivery, contact, at=at)
+    _record(session, delivery_id, values)
+    return status
+
+
+def _record(session: Session, delivery_id: int, values: dict[str, Any]) -> None:
+    """Write a delivery's new state and commit it before the next send."""
+    col = Delivery.__table__.c  # type: ignore[attr-defined]
     # Core on the connection: the ORM adds nothing here, and this runs once per message.
     session.connection().execute(update(Delivery.__table__).where(col.id == delivery_id).values(**values))  # type: ignore[attr-defined]
     session.commit()
-    return status
 
 
 def _fail_over(session: Session, delivery: Delivery, contact: Contact, *, at: datetime) -> str:
@@ -238,7 +243,7 @@ def recover_expired(session: Session, *, at: datetime) -> int:
         session.execute(select(col.id, col.channel).where(col.status == "sending", col.lease_until < at)).tuples()
     )
     for delivery_id, channel in stale:
-        keyed = scheme(f"{channel}://") in KEYED_SCHEMES
+        keyed = channel in KEYED_SCHEMES  # the contact's channel is its URL scheme
         claim(
             session,
             Delivery,
