@@ -27,7 +27,7 @@ from notify import outbox
 from notify.send import send_apprise
 from store.db import create_tables, get_engine, secret_key, session_scope, unannounced_seed
 from store.models import DELIVERY_STATES, LEVEL_NAMES, STATUS_LABELS, STATUSES, Duty, Occurrence
-from store.queries import delivery_json, find_deliveries, find_occurrences, occurrence_json, target_progress
+from store.queries import day_bound, delivery_json, find_deliveries, occurrences_json, target_progress
 from store.settings import get_settings
 
 app = typer.Typer(
@@ -183,8 +183,7 @@ def occurrences(
         fail(f"--status 只能是 {'|'.join(STATUSES)}", 2)
     first, last = day(start, "--from"), day(end, "--to")
     zone = get_settings().zone
-    lo = datetime.combine(first, datetime.min.time(), tzinfo=zone) if first else None
-    hi = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=zone) if last else None
+    lo, hi = day_bound(first, zone), day_bound(last, zone, end=True)
     _list(moment(at), as_json, unit=unit, duty=duty, status=status, start=lo, end=hi, limit=limit)
 
 
@@ -199,8 +198,7 @@ def overdue(
 def _list(at: datetime, as_json: bool, **filters: Any) -> None:
     zone = get_settings().zone
     with opened_store() as session:
-        rows = find_occurrences(session, at=at, **filters)
-        items = [occurrence_json(o, d, u, at=at, zone=zone) for o, d, u in rows]
+        items = occurrences_json(session, at=at, zone=zone, **filters)
     if as_json:
         emit_json(items)
         return

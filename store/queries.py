@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, nulls_last, or_, select, update
@@ -115,6 +115,18 @@ def find_occurrences(
     # populate_existing: rows already loaded in this session are refreshed, so a listing never shows stale state.
     rows = session.execute(query.execution_options(populate_existing=True)).all()
     return [(row[0], row[1], row[2]) for row in rows]
+
+
+def occurrences_json(session: Session, *, at: datetime, zone: Any, **filters: Any) -> list[dict[str, Any]]:
+    """``find_occurrences`` as the JSON of interface contract v1: what the CLI, the API and the desk list."""
+    return [occurrence_json(o, d, u, at=at, zone=zone) for o, d, u in find_occurrences(session, at=at, **filters)]
+
+
+def day_bound(value: date | None, zone: Any, *, end: bool = False) -> datetime | None:
+    """Local midnight starting ``value`` (or, for an end bound, the day after), for date filters."""
+    if value is None:
+        return None
+    return datetime.combine(value + timedelta(days=1 if end else 0), datetime.min.time(), tzinfo=zone)
 
 
 def count_rows(session: Session, model: type[SQLModel]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
@@ -19,7 +19,7 @@ from flows.steps import confirm
 from notify import outbox
 from store.db import secret_key, session_scope
 from store.models import DELIVERY_STATES, LEVEL_NAMES, STATUS_LABELS, STATUSES, Confirmation, Duty, Occurrence, Unit
-from store.queries import delivery_json, find_deliveries, find_occurrences, get_value, occurrence_json
+from store.queries import day_bound, delivery_json, find_deliveries, get_value, occurrences_json
 from store.settings import get_settings
 from templates import render
 from web.tokens import BadLink, read_token
@@ -241,8 +241,15 @@ def desk_home() -> RedirectResponse:
 
 @app.get("/desk/overdue", response_class=HTMLResponse)
 def desk_overdue(session: SessionDep, at: NowDep) -> HTMLResponse:
-    rows = find_occurrences(session, at=at, status="overdue", overdue_first=True, limit=2000, hide_unannounced=True)
-    items = [occurrence_json(o, d, u, at=at, zone=get_settings().zone) for o, d, u in rows]
+    items = occurrences_json(
+        session,
+        at=at,
+        zone=get_settings().zone,
+        status="overdue",
+        overdue_first=True,
+        limit=2000,
+        hide_unannounced=True,
+    )
     by_level = {level: sum(1 for item in items if item["level"] == level) for level in LEVEL_NAMES}
     return page("overdue.html", items=items, by_level=by_level, at=at)
 
@@ -266,13 +273,6 @@ def desk_resend(delivery_id: int, request: Request, session: SessionDep, at: Now
     return RedirectResponse("/desk/deliveries", status_code=303)
 
 
-def _day_bound(value: date | None, *, end: bool = False) -> datetime | None:
-    if value is None:
-        return None
-    zone = get_settings().zone
-    return datetime.combine(value + timedelta(days=1 if end else 0), datetime.min.time(), tzinfo=zone)
-
-
 @app.get("/api/occurrences")
 def api_occurrences(
     session: SessionDep,
@@ -284,23 +284,31 @@ def api_occurrences(
     end: Annotated[date | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> list[dict[str, Any]]:
-    rows = find_occurrences(
+    zone = get_settings().zone
+    return occurrences_json(
         session,
         at=at,
+        zone=zone,
         hide_unannounced=True,
         unit=unit,
         duty=duty,
         status=status,
-        start=_day_bound(start),
-        end=_day_bound(end, end=True),
+        start=day_bound(start, zone),
+        end=day_bound(end, zone, end=True),
         limit=limit,
     )
-    return [occurrence_json(o, d, u, at=at, zone=get_settings().zone) for o, d, u in rows]
 
 
 @app.get("/api/overdue")
 def api_overdue(
     session: SessionDep, at: NowDep, limit: Annotated[int, Query(ge=1, le=5000)] = 1000
 ) -> list[dict[str, Any]]:
-    rows = find_occurrences(session, at=at, status="overdue", overdue_first=True, limit=limit, hide_unannounced=True)
-    return [occurrence_json(o, d, u, at=at, zone=get_settings().zone) for o, d, u in rows]
+    return occurrences_json(
+        session,
+        at=at,
+        zone=get_settings().zone,
+        status="overdue",
+        overdue_first=True,
+        limit=limit,
+        hide_unannounced=True,
+    )
