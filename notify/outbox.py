@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlmodel import Session
 
 from notify.send import KEYED_SCHEMES, Sender
@@ -146,7 +146,6 @@ def _claim_batch(session: Session, at: datetime, size: int) -> list[int]:
 
 def _deliver(session: Session, send: Sender, delivery: Delivery, contact: Contact | None, *, at: datetime) -> str:
     """Send one claimed delivery and record the outcome. Returns it: sent, retry, failed or unknown."""
-    col = Delivery.__table__.c  # type: ignore[attr-defined]
     delivery_id = delivery.id or 0
     free_at = _rate_limit_free_at(session, contact, at) if contact else None
     if free_at is not None:  # the bot's quota for this minute is used: wait without spending an attempt
@@ -154,7 +153,7 @@ def _deliver(session: Session, send: Sender, delivery: Delivery, contact: Contac
             "status": "retry",
             "next_attempt_at": free_at,
             "lease_until": None,
-            "attempts": col.attempts - 1,
+            "attempts": delivery.attempts - 1,  # the claim counted one; this row still holds it
             "log": f"rate limit: wait until {free_at.isoformat()}",
         }
         _record(session, delivery_id, deferred)
@@ -178,11 +177,17 @@ def _deliver(session: Session, send: Sender, delivery: Delivery, contact: Contac
     return status
 
 
+# One statement object for every outcome: the SET clause comes from the keys of the parameters given.
+_RECORD = update(Delivery.__table__).where(Delivery.__table__.c.id == bindparam("delivery_id"))  # type: ignore[attr-defined]
+
+
 def _record(session: Session, delivery_id: int, values: dict[str, Any]) -> None:
-    """Write a delivery's new state and commit it before the next send."""
-    col = Delivery.__table__.c  # type: ignore[attr-defined]
-    # Core on the connection: the ORM adds nothing here, and this runs once per message.
-    session.connection().execute(update(Delivery.__table__).where(col.id == delivery_id).values(**values))  # type: ignore[attr-defined]
+    """Write a delivery's new state and commit it before the next send.
+
+    Core on the connection with a statement built once: this runs once per message, and the ORM and statement
+    construction were most of the outbox's own cost per message.
+    """
+    session.connection().execute(_RECORD, {"delivery_id": delivery_id, **values})
     session.commit()
 
 
