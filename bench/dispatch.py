@@ -1,9 +1,10 @@
 """Dispatch through the outbox against raw apprise, same messages, same loopback receiver, same process.
 
-    python -m bench.dispatch [--messages 300] [--rounds 3]
+    python -m bench.dispatch [--messages 300] [--rounds 5]
 
-Prints seconds per round (median, after a warm-up, alternating which side goes first) and the ratio raw / outbox: 1.0 means the outbox costs nothing on top of apprise;
-the goal is at least 0.8, with every delivery durably recorded (claimed, then its outcome committed).
+Prints seconds per round (median, after a warm-up, alternating which side goes first) and the ratio raw / outbox:
+1.0 means the outbox costs nothing on top of apprise; the goal is at least 0.8, with every delivery durably recorded
+(claimed, then its outcome committed).
 """
 
 from __future__ import annotations
