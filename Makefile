@@ -9,7 +9,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 QUIET_WARNINGS := { grep -v "is ignored: it is neither" || true; }
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install browser run test test-fast lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,13 +20,30 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+## Debian's chromium and CJK fonts for the browser tests, which drive /usr/bin/chromium (never `playwright install`).
+## Without apt-get, or the rights to use it, this says so and succeeds: the browser tests then skip with the reason.
+CHROMIUM := /usr/bin/chromium
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+browser:
+	@if [ -x $(CHROMIUM) ] && [ -e $(CJK_FONT) ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null; then if [ -t 0 ]; then sudo="sudo"; else sudo="sudo -n"; fi; \
+	else echo "browser: not root and no sudo; install chromium and fonts-noto-cjk to run the browser tests (they skip)"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+		echo "browser: no apt-get; install chromium at $(CHROMIUM) and CJK fonts to run the browser tests (they skip)"; exit 0; fi; \
+	echo "browser: installing chromium and fonts-noto-cjk with apt-get"; \
+	if $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk >/dev/null; then \
+		$(CHROMIUM) --version; \
+	else echo "browser: apt-get could not install chromium and fonts-noto-cjk; the browser tests skip"; fi
+
 ## The service on the embedded default: SQLite under var/, web app on 127.0.0.1:8000, scheduled flows, demo receivers.
 run: install
 	$(BIN)/duties init
 	$(BIN)/duties serve --receivers
 
-## The whole suite, then ruff and mypy.
-test: install
+## The whole suite (with the browser tests when chromium is installed or installable), then ruff and mypy.
+test: install browser
 	$(BIN)/python -m pytest
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
