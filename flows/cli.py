@@ -15,8 +15,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from calendars.loader import CalendarError, Program
 from calendars.loader import check as check_calendars
@@ -26,9 +27,10 @@ from flows import runtime, steps
 from notify import outbox
 from notify.send import send_apprise
 from store.db import create_tables, get_engine, secret_key, session_scope, unannounced_seed
-from store.models import DELIVERY_STATES, LEVEL_NAMES, STATUS_LABELS, STATUSES, Duty, Occurrence
-from store.queries import day_bound, delivery_json, find_deliveries, occurrences_json, target_progress
+from store.models import DELIVERY_STATES, LEVEL_NAMES, ROLES, STATUS_LABELS, STATUSES, Duty, Occurrence, Unit, User
+from store.queries import audit, day_bound, delivery_json, find_deliveries, occurrences_json, target_progress
 from store.settings import get_settings
+from web import auth
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="duties：城市管理常态化任务的排期、提醒、确认与督办。"
@@ -217,13 +219,89 @@ def _list(at: datetime, as_json: bool, **filters: Any) -> None:
 
 
 @app.command()
-def link(occurrence_id: Annotated[int, typer.Argument(help="任务 id")], at: AtOption = None) -> None:
-    """输出某条任务的确认链接。"""
+def link(
+    occurrence_id: Annotated[int | None, typer.Argument(help="任务 id")] = None,
+    unit: Annotated[str | None, typer.Option("--unit", help="输出该单位的待办页链接（列出全部待办事项）")] = None,
+    revoke: Annotated[bool, typer.Option("--revoke", help="作废该任务此前发出的全部链接，并输出新链接")] = False,
+    at: AtOption = None,
+) -> None:
+    """输出某条任务的确认链接，或某单位的待办页链接。"""
     when = moment(at)
+    if (occurrence_id is None) == (unit is None):
+        fail("请给出任务 id，或用 --unit 指定单位（二者选一）。", 2)
     with opened_store() as session:
-        occurrence = occurrence_or_exit(session, occurrence_id)
-        url = steps.confirmation_link(get_settings(), secret_key(session), occurrence, at=when)
+        secret = secret_key(session)
+        if unit is not None:
+            if session.get(Unit, unit) is None:
+                fail(f"没有 id 为 {unit} 的单位。")
+            sys.stdout.write(steps.unit_link(get_settings(), secret, unit, at=when) + "\n")
+            return
+        occurrence = occurrence_or_exit(session, occurrence_id or 0)
+        if revoke:
+            occurrence.link_version += 1
+            audit(session, at=when, actor="cli", action="links_revoked", occurrence_id=occurrence.id)
+            session.commit()
+            err.print(f"已作废任务 {occurrence.id} 此前的全部链接。", highlight=False)
+        url = steps.confirmation_link(get_settings(), secret, occurrence, at=when)
     sys.stdout.write(url + "\n")
+
+
+users = typer.Typer(no_args_is_help=True, help="管理台账号：创建、列出、生成接口令牌。")
+app.add_typer(users, name="user")
+
+
+@users.command("add")
+def user_add(
+    username: Annotated[str, typer.Argument(help="登录名")],
+    role: Annotated[str, typer.Option("--role", help="city（市级，看全部）或 district（区县，只看本区县）")],
+    district: Annotated[str | None, typer.Option("--district", help="区县 id，如 wuxing（district 角色必填）")] = None,
+    name: Annotated[str, typer.Option("--name", help="显示名")] = "",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="从标准输入读取密码（脚本用）")] = False,
+    at: AtOption = None,
+) -> None:
+    """创建管理台账号（密码以 argon2 保存）。"""
+    when = moment(at)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("密码", hide_input=True, confirmation_prompt="再次输入密码")
+    with opened_store() as session:
+        try:
+            user = auth.add_user(
+                session, username=username, password=password, role=role, district=district, display_name=name, at=when
+            )
+        except auth.AccountError as refusal:
+            fail(str(refusal))
+        audit(session, at=when, actor="cli", action="user_added", username=username, role=role, district=district)
+        session.commit()
+    out.print(
+        f"已创建账号 {user.username}（{ROLES[user.role]}{'，' + (user.district or '') if user.district else ''}）。"
+    )
+
+
+@users.command("token")
+def user_token(username: Annotated[str, typer.Argument(help="登录名")]) -> None:
+    """为账号生成新的接口令牌（旧令牌随即失效）；令牌只显示这一次。"""
+    with opened_store() as session:
+        user = auth.find_user(session, username)
+        if user is None:
+            fail(f"没有账号 {username}。")
+        sys.stdout.write(auth.new_api_token(session, user) + "\n")
+
+
+@users.command("list")
+def user_list(as_json: JsonOption = False) -> None:
+    """列出管理台账号。"""
+    with opened_store() as session:
+        rows = [
+            {"username": u.username, "name": u.display_name, "role": u.role, "district": u.district, "active": u.active}
+            for u in session.execute(select(User).order_by(col(User.username))).scalars()
+        ]
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        out.print(f"{row['username']}\t{ROLES[row['role']]}\t{row['district'] or ''}\t{row['name']}", highlight=False)
 
 
 @app.command()

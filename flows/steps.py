@@ -26,7 +26,7 @@ from store.models import Confirmation, Contact, Duty, Escalation, Occurrence, Un
 from store.queries import audit, claim, get_value, insert_ignoring_conflicts, put_value
 from store.settings import Settings
 from templates import render
-from web.tokens import make_token
+from web.tokens import make_token, make_unit_token
 
 BATCH = 500
 SYSTEM = "system"
@@ -425,8 +425,20 @@ def _audience(session: Session, ctx: Context, occurrence: Occurrence, step: Leve
 def confirmation_link(settings: Settings, secret: str, occurrence: Occurrence, *, at: datetime) -> str:
     """A signed link for the occurrence's unit, valid until link_valid_days after the later of due date and now."""
     expires = max(occurrence.due_at, at) + timedelta(days=settings.link_valid_days)
-    token = make_token(secret, occurrence_id=occurrence.id or 0, unit_id=occurrence.unit_id, expires_at=expires)
+    token = make_token(
+        secret,
+        occurrence_id=occurrence.id or 0,
+        unit_id=occurrence.unit_id,
+        expires_at=expires,
+        version=occurrence.link_version,
+    )
     return f"{settings.base_url}/c/{token}"
+
+
+def unit_link(settings: Settings, secret: str, unit_id: str, *, at: datetime) -> str:
+    """A signed link to the unit's own page of open items, valid for link_valid_days."""
+    token = make_unit_token(secret, unit_id=unit_id, expires_at=at + timedelta(days=settings.link_valid_days))
+    return f"{settings.base_url}/u/{token}"
 
 
 def _message(
@@ -541,6 +553,7 @@ def confirm(
     client: str,
     amount: float = 1.0,
     form_id: str = "single",
+    evidence_taken: dict[str, str] | None = None,
 ) -> str:
     """Record a unit's report: a confirmation, one check of a quota, or progress towards a target.
 
@@ -561,6 +574,7 @@ def confirm(
         "amount": amount,
         "note": note,
         "evidence": evidence,
+        "evidence_taken": evidence_taken or {},
         "confirmed_at": at,
         "late": late,
         "client": client[:200],

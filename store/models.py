@@ -6,7 +6,7 @@ An occurrence's status is not stored: it is derived from its own fields at a giv
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, and_, or_
@@ -109,7 +109,9 @@ class Occurrence(SQLModel, table=True):
     level_at: datetime | None = _aware()
     done_at: datetime | None = _aware()
     parked_at: datetime | None = _aware()
+    review_at: datetime | None = _aware()  # parked until: the desk brings the item back on this day
     waived_at: datetime | None = _aware()
+    link_version: int = 0  # raised to revoke every link issued so far
     created_at: datetime = _aware(nullable=False)
 
     def status_at(self, at: datetime) -> str:
@@ -175,9 +177,14 @@ class Confirmation(SQLModel, table=True):
     amount: float = 1.0
     note: str = ""
     evidence: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # What the photo's EXIF says about when it was taken, per stored file name ("2026-02-03 09:12").
+    evidence_taken: dict[str, str] = _json()
     confirmed_at: datetime = _aware(nullable=False)
     late: bool = False
     client: str = ""
+    verdict: str = Field(default="", max_length=8, description="核查: empty until checked, then pass or fail")
+    verified_by: str = Field(default="", max_length=64)
+    verified_at: datetime | None = _aware()
 
 
 class Escalation(SQLModel, table=True):
@@ -189,6 +196,35 @@ class Escalation(SQLModel, table=True):
     name: str = Field(max_length=16, description="交办, 督办, 约谈")
     at: datetime = _aware(nullable=False, index=True)
     deadline_at: datetime | None = _aware()
+
+
+class Talk(SQLModel, table=True):
+    """A 约谈 held with a unit about one item, as a manager recorded it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    occurrence_id: int = Field(foreign_key="occurrence.id", index=True)
+    held_on: date
+    attendees: str
+    minutes: str
+    recorded_by: str = Field(max_length=64)
+    recorded_at: datetime = _aware(nullable=False)
+
+
+class User(SQLModel, table=True):
+    """A manager at the desk. ``city`` sees everything; ``district`` sees the units of its own district."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, max_length=64)
+    display_name: str = ""
+    password_hash: str
+    role: str = Field(max_length=16, description="city or district")
+    district: str | None = Field(default=None, max_length=64)
+    api_token_hash: str | None = Field(default=None, index=True, max_length=64)
+    active: bool = True
+    created_at: datetime = _aware(nullable=False)
+
+
+ROLES = {"city": "市级管理员", "district": "区县管理员"}
 
 
 class AuditEvent(SQLModel, table=True):

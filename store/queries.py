@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, nulls_last, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ClauseElement
 from sqlmodel import Session, SQLModel
 
-from store.models import AuditEvent, Delivery, Duty, Occurrence, Setting, Unit, status_condition
+from store.models import STATUSES, AuditEvent, Delivery, Duty, Occurrence, Setting, Unit, status_condition
 
 
 def insert_ignoring_conflicts(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> bool:
@@ -85,36 +85,90 @@ def find_occurrences(
     start: datetime | None = None,
     end: datetime | None = None,
     kind: str | None = None,
+    family: str | None = None,
+    district: str | None = None,
+    level: int | None = None,
     hide_unannounced: bool = False,
     overdue_first: bool = False,
     limit: int | None = None,
+    offset: int = 0,
 ) -> list[tuple[Occurrence, Duty, Unit]]:
     col = Occurrence.__table__.c  # type: ignore[attr-defined]
-    duties, units = Duty.__table__.c, Unit.__table__.c  # type: ignore[attr-defined]
-    query = select(Occurrence, Duty, Unit).join(Duty, duties.id == col.duty_id).join(Unit, units.id == col.unit_id)
-    if unit:
-        query = query.where(col.unit_id == unit)
-    if duty:
-        query = query.where(col.duty_id == duty)
-    if kind:
-        query = query.where(duties.kind == kind)
-    if hide_unannounced:  # views the inspected could reach never show a check before its day
-        query = query.where(or_(col.visible_from.is_(None), col.visible_from <= at))
-    if status:
-        query = query.where(status_condition(status, at))
-    if start:
-        query = query.where(col.due_at >= start)
-    if end:
-        query = query.where(col.due_at <= end)
-    if overdue_first:
-        query = query.order_by(nulls_last(col.level_at.desc()), col.due_at, col.id)
+    query = _occurrence_query(
+        select(Occurrence, Duty, Unit),
+        at=at,
+        unit=unit,
+        duty=duty,
+        status=status,
+        start=start,
+        end=end,
+        kind=kind,
+        family=family,
+        district=district,
+        level=level,
+        hide_unannounced=hide_unannounced,
+    )
+    if overdue_first:  # what needs a manager first: overdue and escalated, highest level, longest overdue
+        overdue = status_condition("overdue", at)
+        query = query.order_by(case((overdue, 0), else_=1), col.level.desc(), col.due_at, col.id)
     else:
         query = query.order_by(col.due_at, col.duty_id, col.unit_id)
     if limit:
-        query = query.limit(limit)
+        query = query.limit(limit).offset(offset)
     # populate_existing: rows already loaded in this session are refreshed, so a listing never shows stale state.
     rows = session.execute(query.execution_options(populate_existing=True)).all()
     return [(row[0], row[1], row[2]) for row in rows]
+
+
+def count_occurrences(session: Session, *, at: datetime, by: str, **filters: Any) -> dict[Any, int]:
+    """How many occurrences match ``filters``, per status (``by="status"``) or per level (``by="level"``)."""
+    if by == "level":
+        col = Occurrence.__table__.c  # type: ignore[attr-defined]
+        query = _occurrence_query(select(col.level, func.count()), at=at, **filters).group_by(col.level)
+        return {int(level): int(n) for level, n in session.execute(query).all()}
+    counts = {}
+    for status in STATUSES:
+        query = _occurrence_query(select(func.count()), at=at, **{**filters, "status": status})
+        counts[status] = int(session.execute(query).scalar_one())
+    return counts
+
+
+def _occurrence_query(
+    query: Any,
+    *,
+    at: datetime,
+    unit: str | None = None,
+    duty: str | None = None,
+    status: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    kind: str | None = None,
+    family: str | None = None,
+    district: str | None = None,
+    level: int | None = None,
+    hide_unannounced: bool = False,
+) -> Any:
+    col = Occurrence.__table__.c  # type: ignore[attr-defined]
+    duties, units = Duty.__table__.c, Unit.__table__.c  # type: ignore[attr-defined]
+    query = query.select_from(Occurrence.__table__).join(Duty.__table__, duties.id == col.duty_id)  # type: ignore[attr-defined]
+    query = query.join(Unit.__table__, units.id == col.unit_id)  # type: ignore[attr-defined]
+    conditions = [
+        (unit, lambda: col.unit_id == unit),
+        (duty, lambda: col.duty_id == duty),
+        (kind, lambda: duties.kind == kind),
+        (family, lambda: duties.family == family),
+        (district, lambda: func.coalesce(units.district, units.id) == district),
+        (level is not None, lambda: col.level == level),
+        # views the inspected could reach never show a check before its day
+        (hide_unannounced, lambda: or_(col.visible_from.is_(None), col.visible_from <= at)),
+        (status, lambda: status_condition(status or "", at)),
+        (start, lambda: col.due_at >= start),
+        (end, lambda: col.due_at < end),
+    ]
+    for wanted, condition in conditions:
+        if wanted:
+            query = query.where(condition())
+    return query
 
 
 def occurrences_json(session: Session, *, at: datetime, zone: Any, **filters: Any) -> list[dict[str, Any]]:

@@ -1,11 +1,9 @@
 """Browser tests: Playwright driving Debian's chromium (never `playwright install`), pages shaped like the phones and
 desks that use the app, screenshots under test-artifacts/, and uvicorn serving an ASGI app on a loopback port.
 
-A test module takes the fixtures with `pytest_plugins = ["tests.browser_support"]` and imports the helpers:
+tests/conftest.py registers the fixtures (`pytest_plugins`); a test module imports the helpers:
 
     from tests.browser_support import new_page, serve_app
-
-    pytest_plugins = ["tests.browser_support"]
 
     def test_desk(phone_page: Page, screenshot: Screenshot) -> None:
         with serve_app(app) as base:

@@ -23,6 +23,8 @@ from notify.send import send_apprise
 from store import db
 from store.settings import get_settings
 
+pytest_plugins = ["tests.browser_support"]  # the browser, phone_page, desk_page, screenshot fixtures
+
 REPO = Path(__file__).resolve().parent.parent
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 POSTGRES_URL = os.environ.get("DUTIES_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -266,21 +266,27 @@ def test_workdays_and_schema_commands(settings_env: Path) -> None:
 
 
 def test_the_web_never_shows_an_unannounced_check_before_its_day(session: Session, ctx: Context) -> None:
+    from tests.desk_support import api_headers
     from web.app import app, clock
 
     plan_only(session, ctx, "site-dust-noise-check", date(2026, 2, 1), date(2026, 2, 28), at=local("2026-01-20T08:00"))
-    first_day = min(i.due_at for i in occurrences_of(session, "site-dust-noise-check")).astimezone(SHANGHAI)
+    wuxing = [i for i in occurrences_of(session, "site-dust-noise-check") if i.unit_id == "wuxing-ecology"]
+    first_day = min(i.due_at for i in wuxing).astimezone(SHANGHAI)
     the_day_before = first_day.replace(hour=12) - timedelta(days=1)
+    district, city = api_headers(session, "wuxing-manager", district="wuxing"), api_headers(session, "city-manager")
+    query = {"duty": "site-dust-noise-check", "unit": "wuxing-ecology"}
     try:
         with TestClient(app) as client:
             app.dependency_overrides[clock] = lambda: the_day_before
-            assert client.get("/api/occurrences", params={"duty": "site-dust-noise-check"}).json() == []
+            assert client.get("/api/occurrences", params=query, headers=district).json() == []
             app.dependency_overrides[clock] = lambda: first_day.replace(hour=8)
-            shown = client.get("/api/occurrences", params={"duty": "site-dust-noise-check"}).json()
+            shown = client.get("/api/occurrences", params=query, headers=district).json()
             assert [o["due"][:10] for o in shown] == [first_day.date().isoformat()]
+            # The city office, which draws the days, sees the whole plan ahead, on the API as in the CLI.
+            app.dependency_overrides[clock] = lambda: the_day_before
+            assert len(client.get("/api/occurrences", params=query, headers=city).json()) == len(wuxing)
     finally:
         app.dependency_overrides.clear()
-    # The office itself (the CLI) still sees the whole plan ahead.
     assert len(find_occurrences(session, at=the_day_before, duty="site-dust-noise-check")) == 10
 
 

@@ -299,6 +299,7 @@ def test_the_sms_example_plugs_into_the_outbox(ledger: Session, fresh_inbox: Inb
 def test_the_operator_page_shows_failures_and_resends_on_purpose(ledger: Session, fresh_inbox: Inbox) -> None:
     from fastapi.testclient import TestClient
 
+    from tests.desk_support import log_in
     from web.app import app, clock
 
     queue_to(
@@ -309,15 +310,14 @@ def test_the_operator_page_shows_failures_and_resends_on_purpose(ledger: Session
     app.dependency_overrides[clock] = lambda: AT
     try:
         with TestClient(app) as client:
+            csrf = log_in(client, ledger, "operator")
             page = client.get("/desk/deliveries")
             assert page.status_code == 200 and "发送失败" in page.text and "结果未知" in page.text
             assert "550" in page.text  # the reason, as the SMTP server gave it
             failed_id = deliveries(ledger)[0].id
-            forged = client.post(f"/desk/deliveries/{failed_id}/resend", headers={"origin": "http://evil.example"})
+            forged = client.post(f"/desk/deliveries/{failed_id}/resend", data={"csrf": "guessed"})
             assert forged.status_code == 403 and deliveries(ledger)[0].status == "failed"
-            done = client.post(
-                f"/desk/deliveries/{failed_id}/resend", headers={"origin": "http://testserver"}, follow_redirects=False
-            )
+            done = client.post(f"/desk/deliveries/{failed_id}/resend", data={"csrf": csrf}, follow_redirects=False)
             assert done.status_code == 303 and deliveries(ledger)[0].status == "pending"
     finally:
         app.dependency_overrides.clear()

@@ -18,6 +18,7 @@ from flows.steps import Context
 from store.models import AuditEvent, Confirmation, Occurrence
 from store.queries import count_rows
 from tests.conftest import local
+from tests.desk_support import api_headers, log_in
 from tests.test_steps import CORE
 from web.app import app, clock
 from web.tokens import make_token
@@ -177,12 +178,13 @@ def test_photos_are_stored_once_by_content_hash(
         data={"note": "见照片"},
         files=[("evidence", ("a.png", photo, "image/png")), ("evidence", ("b.png", photo, "image/png"))],
     )
-    assert response.status_code == 200 and "已上传照片 2 张" in response.text
+    # The same picture chosen twice is one photo: stored once, and listed once.
+    assert response.status_code == 200 and "已上传照片 1 张" in response.text
     stored = list((settings_env / "var" / "evidence").rglob("*.png"))
     assert len(stored) == 1 and stored[0].read_bytes() == photo
 
 
-def test_overdue_view_puts_the_latest_escalation_first(
+def test_overdue_view_puts_the_highest_level_first(
     client: TestClient, ctx: Context, session: Session, item: Occurrence, now: Clock
 ) -> None:
     steps.plan(session, ctx, start=date(2026, 2, 9), end=date(2026, 2, 14), at=local("2026-01-20T08:00"), only=CORE)
@@ -192,19 +194,21 @@ def test_overdue_view_puts_the_latest_escalation_first(
     # W07 was due on Saturday the 14th (a make-up working day); its grace day is the 24th, after the holiday.
     assert steps.escalate(session, ctx, at=local("2026-02-17T09:00")) == 0
     steps.escalate(session, ctx, at=local("2026-02-24T17:00"))
-    items = client.get("/api/overdue").json()
+    items = client.get("/api/overdue", headers=api_headers(session, "city")).json()
     assert {"id", "duty", "title", "clause", "unit", "due", "status", "level"} <= set(items[0])
-    assert [i["level"] for i in items][:5] == [1, 1, 1, 1, 1] and items[0]["due"].startswith(
-        "2026-02-14T17:00:00+08:00"
+    assert [i["level"] for i in items][:5] == [2, 2, 2, 2, 2] and items[0]["due"].startswith(
+        "2026-02-06T17:00:00+08:00"
     )
-    assert [i["level"] for i in items][5:] == [2, 2, 2, 2, 2]
+    assert [i["level"] for i in items][5:] == [1, 1, 1, 1, 1]
+    log_in(client, session, "manager")
     page = client.get("/desk/overdue")
     assert page.status_code == 200 and "督办" in page.text and "交办" in page.text
-    assert page.text.index("2026-02-14 17:00") < page.text.index("2026-02-06 17:00")
+    assert page.text.index("2026-02-06 17:00") < page.text.index("2026-02-14 17:00")
 
 
-def test_api_rejects_bad_filters_with_json_and_unknown_pages_in_chinese(client: TestClient) -> None:
-    response = client.get("/api/occurrences", params={"status": "finished"})
+def test_api_rejects_bad_filters_with_json_and_unknown_pages_in_chinese(client: TestClient, session: Session) -> None:
+    headers = api_headers(session, "script")
+    response = client.get("/api/occurrences", params={"status": "finished"}, headers=headers)
     assert response.status_code == 422 and response.headers["content-type"].startswith("application/json")
     missing = client.get("/nowhere")
     assert missing.status_code == 404 and "页面不存在" in missing.text

@@ -1,7 +1,8 @@
 """Signed, expiring confirmation links (itsdangerous).
 
 A token names one occurrence and its unit and carries its own expiry, so a link opened after that moment is refused
-even though the signature is good.
+even though the signature is good. It also carries the occurrence's link version: raising the version revokes every
+link issued before. A unit link names a unit only and opens the unit's own page of open items.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from datetime import UTC, datetime
 from itsdangerous import BadSignature, URLSafeSerializer
 
 SALT = "duties.confirm.v1"
+UNIT_SALT = "duties.unit.v1"
 
 
 class BadLink(Exception):
-    """A link that cannot be used; ``reason`` is one of tampered, expired, unknown."""
+    """A link that cannot be used; ``reason`` is one of tampered, expired, revoked, unknown."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -27,19 +29,40 @@ class LinkClaim:
     occurrence_id: int
     unit_id: str
     expires_at: datetime
+    version: int = 0
 
 
-def make_token(secret: str, *, occurrence_id: int, unit_id: str, expires_at: datetime) -> str:
-    payload = {"o": occurrence_id, "u": unit_id, "e": int(expires_at.timestamp())}
+def make_token(secret: str, *, occurrence_id: int, unit_id: str, expires_at: datetime, version: int = 0) -> str:
+    payload: dict[str, int | str] = {"o": occurrence_id, "u": unit_id, "e": int(expires_at.timestamp())}
+    if version:
+        payload["v"] = version
     return str(URLSafeSerializer(secret, salt=SALT).dumps(payload))
 
 
 def read_token(secret: str, token: str, *, at: datetime) -> LinkClaim:
     try:
         payload = URLSafeSerializer(secret, salt=SALT).loads(token)
-        claim = LinkClaim(int(payload["o"]), str(payload["u"]), datetime.fromtimestamp(int(payload["e"]), UTC))
-    except (BadSignature, KeyError, TypeError, ValueError):
+        expires = datetime.fromtimestamp(int(payload["e"]), UTC)
+        claim = LinkClaim(int(payload["o"]), str(payload["u"]), expires, int(payload.get("v", 0)))
+    except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
         raise BadLink("tampered") from None
     if at >= claim.expires_at:
         raise BadLink("expired")
     return claim
+
+
+def make_unit_token(secret: str, *, unit_id: str, expires_at: datetime) -> str:
+    payload = {"u": unit_id, "e": int(expires_at.timestamp())}
+    return str(URLSafeSerializer(secret, salt=UNIT_SALT).dumps(payload))
+
+
+def read_unit_token(secret: str, token: str, *, at: datetime) -> str:
+    """The unit a unit link names, if the link is genuine and unexpired."""
+    try:
+        payload = URLSafeSerializer(secret, salt=UNIT_SALT).loads(token)
+        unit_id, expires = str(payload["u"]), datetime.fromtimestamp(int(payload["e"]), UTC)
+    except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
+        raise BadLink("tampered") from None
+    if at >= expires:
+        raise BadLink("expired")
+    return unit_id

@@ -1,0 +1,178 @@
+"""The JSON API for scripts: the same items, scopes and actions as the desk, with a bearer token.
+
+A token comes from ``duties user token USERNAME``. A district token sees its district only; an item outside the
+scope answers 404, exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from flows.actions import ActionError
+from store.models import LEVEL_NAMES, STATUSES
+from store.queries import count_occurrences, day_bound, occurrence_json, occurrences_json
+from store.settings import get_settings
+from web import auth
+from web.auth import Scope
+from web.common import NowDep, SessionDep
+from web.desk import failed_checks, scoped_item, take_action, timeline
+
+bearer = HTTPBearer(auto_error=False, description="`duties user token USERNAME` 生成的令牌")
+router = APIRouter(prefix="/api", tags=["api"])
+StatusQuery = Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")$")]
+LevelQuery = Annotated[int | None, Query(ge=min(LEVEL_NAMES), le=max(LEVEL_NAMES))]
+Limit = Annotated[int, Query(ge=1, le=5000)]
+Text = Annotated[str, Field(max_length=500)]
+ItemId = Annotated[int, Path(ge=1, le=2**62)]  # beyond a 64-bit integer the database could not even look
+
+
+def api_scope(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Scope:
+    user = auth.user_for_api_token(session, credentials.credentials) if credentials else None
+    if user is None:
+        raise HTTPException(401, "需要有效的 API 令牌（Authorization: Bearer …）", {"WWW-Authenticate": "Bearer"})
+    return auth.scope_of(user)
+
+
+ScopeDep = Annotated[Scope, Depends(api_scope)]
+
+
+class Me(BaseModel):
+    username: str
+    role: str
+    district: str | None
+
+
+@router.get("/me", response_model=Me)
+def me(scope: ScopeDep) -> Me:
+    return Me(username=scope.username, role=scope.role, district=scope.district)
+
+
+@router.get("/occurrences")
+def list_occurrences(
+    session: SessionDep,
+    at: NowDep,
+    scope: ScopeDep,
+    unit: str | None = None,
+    duty: str | None = None,
+    family: str | None = None,
+    district: str | None = None,
+    status: StatusQuery = None,
+    level: LevelQuery = None,
+    start: Annotated[date | None, Query(alias="from")] = None,
+    end: Annotated[date | None, Query(alias="to")] = None,
+    limit: Limit = 1000,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[dict[str, Any]]:
+    """Items in the caller's scope, overdue and escalated first."""
+    given = {"unit": unit, "duty": duty, "family": family, "district": district, "status": status, "level": level}
+    filters = _filters(scope, given | {"start": start, "end": end})
+    zone = get_settings().zone
+    return occurrences_json(session, at=at, zone=zone, overdue_first=True, limit=limit, offset=offset, **filters)
+
+
+@router.get("/overdue")
+def list_overdue(session: SessionDep, at: NowDep, scope: ScopeDep, limit: Limit = 1000) -> list[dict[str, Any]]:
+    """What the desk shows first: overdue items, highest level first."""
+    filters = _filters(scope, {"status": "overdue"})
+    return occurrences_json(session, at=at, zone=get_settings().zone, overdue_first=True, limit=limit, **filters)
+
+
+@router.get("/counts")
+def counts(
+    session: SessionDep,
+    at: NowDep,
+    scope: ScopeDep,
+    family: str | None = None,
+    district: str | None = None,
+    unit: str | None = None,
+) -> dict[str, dict[str, int]]:
+    """How many items per status and per level, within the caller's scope."""
+    filters = _filters(scope, {"family": family, "district": district, "unit": unit})
+    by_level = count_occurrences(session, at=at, by="level", **filters)
+    return {
+        "status": count_occurrences(session, at=at, by="status", **filters),
+        "level": {str(level): by_level.get(level, 0) for level in LEVEL_NAMES},
+    }
+
+
+def _filters(scope: Scope, given: dict[str, Any]) -> dict[str, Any]:
+    zone = get_settings().zone
+    filters = {k: given.get(k) for k in ("unit", "duty", "family", "status", "level")}
+    filters["district"] = scope.district_filter or given.get("district")
+    filters["start"] = day_bound(given.get("start"), zone)
+    filters["end"] = day_bound(given.get("end"), zone, end=True)
+    filters["hide_unannounced"] = scope.role != "city"
+    return filters
+
+
+def _item_or_404(session: Session, scope: Scope, occurrence_id: int) -> Any:
+    found = scoped_item(session, scope, occurrence_id)
+    if found is None:
+        raise HTTPException(404, "事项不存在，或不在您的管辖范围内")
+    return found
+
+
+@router.get("/occurrences/{occurrence_id}")
+def one_occurrence(occurrence_id: ItemId, session: SessionDep, at: NowDep, scope: ScopeDep) -> dict[str, Any]:
+    """One item with its timeline (the audit events) and the unit's failed 核查 count."""
+    occurrence, duty, unit = _item_or_404(session, scope, occurrence_id)
+    data = occurrence_json(occurrence, duty, unit, at=at, zone=get_settings().zone)
+    data["timeline"] = [
+        {
+            "at": e.at.astimezone(get_settings().zone).isoformat(),
+            "actor": e.actor,
+            "action": e.action,
+            "detail": e.detail,
+        }
+        for e in timeline(session, occurrence_id)
+    ]
+    data["unit_failed_checks"] = failed_checks(session, unit.id)
+    return data
+
+
+class Action(BaseModel):
+    """The fields an action needs: extend (reason, due), park (reason, review_on), reopen / waive (reason),
+    talk (held_on, attendees, minutes), verify (confirmation_id, verdict, note)."""
+
+    reason: Text = ""
+    due: date | None = None
+    review_on: date | None = None
+    held_on: date | None = None
+    attendees: Text = ""
+    minutes: Annotated[str, Field(max_length=5000)] = ""
+    confirmation_id: Annotated[int | None, Field(ge=1, le=2**62)] = None
+    verdict: Literal["pass", "fail"] | None = None
+    note: Text = ""
+
+
+class ActionDone(BaseModel):
+    ok: bool
+    occurrence: dict[str, Any]
+
+
+@router.post("/occurrences/{occurrence_id}/{action}", response_model=ActionDone)
+def act(
+    occurrence_id: ItemId,
+    action: Literal["extend", "park", "reopen", "waive", "talk", "verify"],
+    body: Action,
+    session: SessionDep,
+    at: NowDep,
+    scope: ScopeDep,
+) -> ActionDone:
+    """Take an action on one item; 422 with the reason in Chinese when it cannot be taken."""
+    _item_or_404(session, scope, occurrence_id)
+    try:
+        take_action(session, action, occurrence_id, body.model_dump(), actor=f"api:{scope.username}", at=at)
+    except ActionError as refusal:
+        session.rollback()
+        raise HTTPException(422, str(refusal)) from None
+    occurrence, duty, unit = _item_or_404(session, scope, occurrence_id)
+    return ActionDone(ok=True, occurrence=occurrence_json(occurrence, duty, unit, at=at, zone=get_settings().zone))

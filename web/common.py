@@ -1,0 +1,48 @@
+"""What every route shares: the session and clock dependencies, page rendering, and Chinese error pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from functools import lru_cache
+from typing import Annotated, Any
+
+from fastapi import Depends
+from fastapi.responses import HTMLResponse
+from sqlmodel import Session
+
+from calendars.loader import Program
+from flows import runtime
+from store.db import session_scope
+from store.models import LEVEL_NAMES, STATUS_LABELS
+from store.settings import get_settings
+from templates import render
+
+
+def get_session() -> Iterator[Session]:
+    with session_scope() as session:
+        yield session
+
+
+def clock() -> datetime:
+    return runtime.now()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+NowDep = Annotated[datetime, Depends(clock)]
+
+
+@lru_cache
+def program() -> Program:
+    """The calendars on disk, read once per process (the desk needs working days and ladders)."""
+    return runtime.load_calendars()
+
+
+def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    settings = get_settings()
+    html = render(f"pages/{name}", zone=settings.zone, status_labels=STATUS_LABELS, level_names=LEVEL_NAMES, **context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+def problem_page(status_code: int, title: str, message: str, **context: Any) -> HTMLResponse:
+    return page("message.html", status_code, title=title, message=message, kind="error", **context)

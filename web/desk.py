@@ -1,0 +1,463 @@
+"""The manager desk: login, the filtered list, one item with its timeline, and the actions on it.
+
+Every page needs a login; every form carries a CSRF token; every action writes an audit event (flows.actions).
+A district manager sees only its district's items: an item outside the scope answers 404, as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy import func, select
+from sqlmodel import Session, col
+
+from flows import actions
+from flows.actions import ActionError
+from notify import outbox
+from store.db import secret_key
+from store.models import (
+    DELIVERY_STATES,
+    LEVEL_NAMES,
+    STATUSES,
+    AuditEvent,
+    Confirmation,
+    Delivery,
+    Duty,
+    Escalation,
+    Occurrence,
+    Talk,
+    Unit,
+    User,
+)
+from store.queries import count_occurrences, day_bound, delivery_json, find_deliveries, occurrences_json
+from store.settings import get_settings
+from web import auth
+from web.auth import Scope
+from web.common import NowDep, SessionDep, page, problem_page
+from web.units import evidence_path
+
+PAGE_SIZE = 100
+ACTION_LABELS = {
+    "extended": "延期",
+    "parked": "挂账",
+    "reopened": "返工",
+    "waived": "免除",
+    "talk_recorded": "记录约谈",
+    "verified_pass": "核查通过",
+    "verified_fail": "核查不通过",
+    "confirmed": "单位确认完成",
+    "recorded": "单位报送",
+    "escalated": "升级",
+    "reminder_queued": "发送提醒",
+    "delivery_resent": "重发通知",
+    "links_revoked": "作废链接",
+}
+
+DETAIL_LABELS = {
+    "reason": "理由",
+    "previous_due": "原截止时间",
+    "review_on": "复核日期",
+    "level": "级别",
+    "held_on": "约谈日期",
+    "note": "意见",
+    "stage": "环节",
+    "recipients": "接收人数",
+    "late": "逾期",
+    "amount": "数量",
+    "evidence": "照片数",
+    "deadline": "期限",
+    "name": "名称",
+    "digest": "合并发送",
+    "talk": "约谈记录",
+    "confirmation": "确认记录",
+    "previous": "原状态",
+    "delivery": "发件记录",
+}
+
+router = APIRouter(prefix="/desk")
+
+
+class LoginRequired(Exception):
+    """No valid session: the desk answers with a redirect to the login page."""
+
+    def __init__(self, next_path: str) -> None:
+        self.next_path = next_path
+
+
+def desk_user(request: Request, session: SessionDep) -> User:
+    user = auth.user_for_session(session, secret_key(session), request.cookies.get(auth.SESSION_COOKIE))
+    if user is None:
+        raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    return user
+
+
+UserDep = Annotated[User, Depends(desk_user)]
+
+
+def desk_page(request: Request, user: User, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """A desk page with the user, and a CSRF token in a cookie and in every form on it."""
+    token = request.cookies.get(auth.CSRF_COOKIE) or auth.new_csrf_token()
+    response = page(name, status_code, user=user, csrf=token, **context)
+    _set_csrf_cookie(response, token)
+    return response
+
+
+def _set_csrf_cookie(response: Response, token: str) -> None:
+    response.set_cookie(auth.CSRF_COOKIE, token, httponly=True, samesite="strict", path="/desk")
+
+
+def check_csrf(request: Request, csrf: str | None) -> HTMLResponse | None:
+    if auth.csrf_ok(request.cookies.get(auth.CSRF_COOKIE), csrf):
+        return None
+    return problem_page(403, "请求已失效", "表单已过期或来自其他网站。请返回上一页刷新后重新提交。")
+
+
+# ---------------------------------------------------------------- login
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/desk/items") -> HTMLResponse:
+    token = request.cookies.get(auth.CSRF_COOKIE) or auth.new_csrf_token()
+    response = page("login.html", csrf=token, next=_safe_next(next), username="", error="")
+    _set_csrf_cookie(response, token)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    session: SessionDep,
+    username: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=256)] = "",
+    csrf: Annotated[str, Form(max_length=64)] = "",
+    next: Annotated[str, Form(max_length=500)] = "/desk/items",
+) -> Response:
+    refused = check_csrf(request, csrf)
+    if refused:
+        return refused
+    user = auth.authenticate(session, username.strip(), password)
+    if user is None:
+        error = "用户名或密码不正确。"
+        return page("login.html", 401, csrf=csrf, next=_safe_next(next), username=username, error=error)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        auth.SESSION_COOKIE,
+        auth.session_cookie(secret_key(session), user),
+        max_age=auth.SESSION_SECONDS,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
+    refused = check_csrf(request, csrf)
+    if refused:
+        return refused
+    response = RedirectResponse("/desk/login", status_code=303)
+    response.delete_cookie(auth.SESSION_COOKIE)
+    return response
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this desk: never an open redirect to another site."""
+    return target if target.startswith("/desk/") and not target.startswith("//") else "/desk/items"
+
+
+# ---------------------------------------------------------------- the list
+
+
+@router.get("", include_in_schema=False)
+@router.get("/", include_in_schema=False)
+def desk_home() -> RedirectResponse:
+    return RedirectResponse("/desk/items")
+
+
+@router.get("/overdue", include_in_schema=False)
+def desk_overdue() -> RedirectResponse:
+    return RedirectResponse("/desk/items?status=overdue")
+
+
+@router.get("/items", response_class=HTMLResponse)
+def items(
+    request: Request,
+    session: SessionDep,
+    at: NowDep,
+    user: UserDep,
+    family: str = "",
+    unit: str = "",
+    district: str = "",
+    status: str = "",
+    level: str = "",
+    start: Annotated[str, Query(alias="from")] = "",
+    end: Annotated[str, Query(alias="to")] = "",
+    page_number: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
+) -> HTMLResponse:
+    """Overdue and escalated items first, with counts per status and per level under the same filters."""
+    scope = auth.scope_of(user)
+    chosen = {"family": family, "unit": unit, "district": district, "status": status, "level": level}
+    chosen |= {"from": start, "to": end}
+    filters, problem = _filters(scope, chosen)
+    rows = occurrences_json(
+        session,
+        at=at,
+        zone=get_settings().zone,
+        overdue_first=True,
+        limit=PAGE_SIZE,
+        offset=(page_number - 1) * PAGE_SIZE,
+        **filters,
+    )
+    by_status = count_occurrences(session, at=at, by="status", **{k: v for k, v in filters.items() if k != "status"})
+    by_level = count_occurrences(session, at=at, by="level", **filters)
+    total = by_status.get(filters["status"], 0) if filters.get("status") else sum(by_status.values())
+    return desk_page(
+        request,
+        user,
+        "items.html",
+        at=at,
+        rows=rows,
+        chosen=chosen,
+        problem=problem,
+        by_status=by_status,
+        by_level=by_level,
+        total=total,
+        page_number=page_number,
+        pages=max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1),
+        query_for=lambda **change: "?" + urlencode({k: v for k, v in (chosen | change).items() if v}),
+        choices=_choices(session, scope),
+        statuses=STATUSES,
+    )
+
+
+def _filters(scope: Scope, chosen: dict[str, str]) -> tuple[dict[str, Any], str]:
+    """The list's query filters from the form, always within the manager's scope; a bad value is named, not fatal."""
+    zone = get_settings().zone
+    problems = []
+    # A district could be the one inspected: it does not see an unannounced check before its day.
+    filters: dict[str, Any] = {"hide_unannounced": scope.role != "city"}
+    for name in ("family", "unit"):
+        if chosen[name]:
+            filters[name] = chosen[name]
+    filters["district"] = scope.district_filter or chosen["district"] or None
+    if chosen["status"] in STATUSES:
+        filters["status"] = chosen["status"]
+    if chosen["level"].isdigit() and int(chosen["level"]) in LEVEL_NAMES:
+        filters["level"] = int(chosen["level"])
+    for name, key, is_end in (("from", "start", False), ("to", "end", True)):
+        if not chosen[name]:
+            continue
+        try:
+            filters[key] = day_bound(date.fromisoformat(chosen[name]), zone, end=is_end)
+        except ValueError:
+            problems.append(f"日期“{chosen[name]}”无法识别，请用 2026-03-01 这样的格式。")
+    return filters, " ".join(problems)
+
+
+def _choices(session: Session, scope: Scope) -> dict[str, list[tuple[str, str]]]:
+    units = list(session.execute(select(Unit).order_by(col(Unit.id))).scalars())
+    visible = [u for u in units if scope.allows(u)]
+    families = sorted(set(session.execute(select(Duty.family)).scalars()))  # type: ignore[call-overload]
+    districts = auth.districts(session) if scope.role == "city" else [scope.district or ""]
+    names = {u.id: u.name for u in units}
+    return {
+        "family": [(f, f) for f in families],
+        "unit": [(u.id, u.name) for u in visible],
+        "district": [(d, names.get(d, d)) for d in districts],
+    }
+
+
+# ---------------------------------------------------------------- one item
+
+
+def scoped_item(session: Session, scope: Scope, occurrence_id: int) -> tuple[Occurrence, Duty, Unit] | None:
+    occurrence = session.get(Occurrence, occurrence_id, populate_existing=True)
+    if occurrence is None:
+        return None
+    duty, unit = session.get(Duty, occurrence.duty_id), session.get(Unit, occurrence.unit_id)
+    if duty is None or unit is None or not scope.allows(unit):
+        return None
+    return occurrence, duty, unit
+
+
+def not_found() -> HTMLResponse:
+    return problem_page(404, "事项不存在", "找不到该事项，或不在您的管辖范围内。")
+
+
+@router.get("/items/{occurrence_id}", response_class=HTMLResponse)
+def item(request: Request, occurrence_id: int, session: SessionDep, at: NowDep, user: UserDep) -> HTMLResponse:
+    return _item_page(request, session, user, occurrence_id, at)
+
+
+def _item_page(
+    request: Request,
+    session: Session,
+    user: User,
+    occurrence_id: int,
+    at: datetime,
+    *,
+    status_code: int = 200,
+    error: str = "",
+    entered: dict[str, str] | None = None,
+) -> HTMLResponse:
+    found = scoped_item(session, auth.scope_of(user), occurrence_id)
+    if found is None:
+        return not_found()
+    occurrence, duty, unit = found
+    return desk_page(
+        request,
+        user,
+        "item.html",
+        status_code,
+        at=at,
+        occurrence=occurrence,
+        duty=duty,
+        unit=unit,
+        status=occurrence.status_at(at),
+        timeline=timeline(session, occurrence_id),
+        reports=_rows(session, Confirmation, occurrence_id),
+        talks=_rows(session, Talk, occurrence_id),
+        escalations=_rows(session, Escalation, occurrence_id),
+        deliveries=_rows(session, Delivery, occurrence_id),
+        failed_checks=failed_checks(session, unit.id),
+        error=error,
+        entered=entered or {},
+        action_labels=ACTION_LABELS,
+        detail_labels=DETAIL_LABELS,
+        delivery_states=DELIVERY_STATES,
+    )
+
+
+def _rows(session: Session, model: Any, occurrence_id: int) -> list[Any]:
+    table = model.__table__.c
+    return list(session.execute(select(model).where(table.occurrence_id == occurrence_id).order_by(table.id)).scalars())
+
+
+def timeline(session: Session, occurrence_id: int) -> list[AuditEvent]:
+    """Everything that happened to the item, oldest first, from the audit events."""
+    events = AuditEvent.__table__.c  # type: ignore[attr-defined]
+    query = select(AuditEvent).where(events.occurrence_id == occurrence_id).order_by(events.at, events.id)
+    return list(session.execute(query).scalars())
+
+
+def failed_checks(session: Session, unit_id: str) -> int:
+    """How many of the unit's confirmations failed a 核查: it counts against the unit."""
+    reports, items = Confirmation.__table__.c, Occurrence.__table__.c  # type: ignore[attr-defined]
+    query = (
+        select(func.count())
+        .select_from(Confirmation.__table__.join(Occurrence.__table__, items.id == reports.occurrence_id))  # type: ignore[attr-defined]
+        .where(items.unit_id == unit_id, reports.verdict == "fail")
+    )
+    return int(session.execute(query).scalar_one())
+
+
+@router.post("/items/{occurrence_id}/{action}", response_class=HTMLResponse)
+async def act(
+    request: Request, occurrence_id: int, action: str, session: SessionDep, at: NowDep, user: UserDep
+) -> Response:
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    refused = check_csrf(request, form.get("csrf"))
+    if refused:
+        return refused
+    if scoped_item(session, auth.scope_of(user), occurrence_id) is None:
+        return not_found()
+    if action not in actions.ACTIONS:
+        return problem_page(404, "没有这个操作", f"不支持的操作：{action}")
+    try:
+        take_action(session, action, occurrence_id, form, actor=f"user:{user.username}", at=at)
+    except ActionError as refusal:
+        session.rollback()
+        # The item again, with the manager's entries kept in the form and the reason in Chinese.
+        return _item_page(request, session, user, occurrence_id, at, status_code=400, error=str(refusal), entered=form)
+    return RedirectResponse(f"/desk/items/{occurrence_id}#timeline", status_code=303)
+
+
+def take_action(
+    session: Session, action: str, occurrence_id: int, form: dict[str, Any], *, actor: str, at: datetime
+) -> None:
+    """Run one action from form or JSON fields (the desk and the API share it). Raises ActionError."""
+    reason = str(form.get("reason") or "")
+    common: dict[str, Any] = {"occurrence_id": occurrence_id, "actor": actor, "at": at}
+    zone = get_settings().zone
+    if action == "extend":
+        due = datetime.combine(_day(form.get("due"), "新的截止日期"), time(17, 0), tzinfo=zone)
+        actions.extend(session, due=due, reason=reason, **common)
+    elif action == "park":
+        actions.park(session, review_on=_day(form.get("review_on"), "复核日期"), reason=reason, zone=zone, **common)
+    elif action == "reopen":
+        actions.reopen(session, reason=reason, **common)
+    elif action == "waive":
+        actions.waive(session, reason=reason, **common)
+    elif action == "talk":
+        held_on = _day(form.get("held_on"), "约谈日期")
+        attendees, minutes = str(form.get("attendees") or ""), str(form.get("minutes") or "")
+        actions.record_talk(session, held_on=held_on, attendees=attendees, minutes=minutes, **common)
+    elif action == "verify":
+        verdict = str(form.get("verdict") or "")
+        if verdict not in ("pass", "fail"):
+            raise ActionError("请选择核查结果：通过或不通过。")
+        report = _number(form.get("confirmation_id"), "确认记录")
+        note = str(form.get("note") or reason)
+        actions.verify(session, confirmation_id=report, passed=verdict == "pass", note=note, **common)
+
+
+def _day(value: Any, label: str) -> date:
+    try:
+        return value if isinstance(value, date) else date.fromisoformat(str(value or ""))
+    except ValueError:
+        raise ActionError(f"请填写{label}（如 2026-03-01）。") from None
+
+
+def _number(value: Any, label: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ActionError(f"请指定{label}。") from None
+
+
+@router.get("/items/{occurrence_id}/evidence/{name}")
+def evidence(occurrence_id: int, name: str, session: SessionDep, user: UserDep) -> Response:
+    """A photo a unit uploaded for this item, to managers who may see the item."""
+    if scoped_item(session, auth.scope_of(user), occurrence_id) is None:
+        return not_found()
+    names = {n for report in _rows(session, Confirmation, occurrence_id) for n in report.evidence}
+    path = evidence_path(name) if name in names else None
+    if path is None:
+        return problem_page(404, "照片不存在", "找不到该照片。")
+    return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
+
+
+# ---------------------------------------------------------------- deliveries (city office)
+
+
+@router.get("/deliveries", response_class=HTMLResponse)
+def deliveries(request: Request, session: SessionDep, at: NowDep, user: UserDep, status: str | None = None) -> Response:
+    """Failed and unknown deliveries with their reason, each with a deliberate resend. City managers only."""
+    if user.role != "city":
+        return problem_page(403, "无权访问", "发件记录仅市级管理员可查看。")
+    wanted = [status] if status in DELIVERY_STATES else ["failed", "unknown"]
+    rows = [delivery_json(d, zone=get_settings().zone) for d in find_deliveries(session, statuses=wanted, limit=500)]
+    return desk_page(request, user, "deliveries.html", rows=rows, states=DELIVERY_STATES, at=at)
+
+
+@router.post("/deliveries/{delivery_id}/resend", response_class=HTMLResponse)
+def resend(
+    request: Request,
+    delivery_id: int,
+    session: SessionDep,
+    at: NowDep,
+    user: UserDep,
+    csrf: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    refused = check_csrf(request, csrf)
+    if refused:
+        return refused
+    if user.role != "city":
+        return problem_page(403, "无权操作", "重发仅市级管理员可操作。")
+    if not outbox.resend(session, delivery_id=delivery_id, at=at, actor=f"user:{user.username}"):
+        return problem_page(409, "无法重发", "该发件记录不存在，或正在发送、等待发送。")
+    return RedirectResponse("/desk/deliveries", status_code=303)

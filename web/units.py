@@ -1,0 +1,251 @@
+"""What units see: the confirmation page behind each link, and a unit's own page of open items.
+
+GET never changes anything (link-preview bots in DingTalk and WeChat fetch links too). POST is idempotent: the form
+carries a fresh ``form_id``, and the same form submitted twice is recorded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from flows.steps import confirm, confirmation_link
+from store.db import secret_key
+from store.models import Confirmation, Duty, Occurrence, Unit
+from store.queries import find_occurrences
+from store.settings import get_settings
+from web.common import NowDep, SessionDep, page, problem_page
+from web.tokens import BadLink, read_token, read_unit_token
+
+MAX_NOTE = 2000
+MAX_FILES = 6
+MAX_FILE_BYTES = 10 * 1024 * 1024
+IMAGE_FORMATS = {"JPEG": "jpg", "PNG": "png"}
+EXIF_IFD, EXIF_TAKEN, EXIF_CHANGED = 0x8769, 36867, 306  # Exif sub-IFD, DateTimeOriginal, DateTime
+OPEN_STATUSES = ("scheduled", "due", "overdue", "parked")
+LINK_PROBLEMS = {
+    "tampered": (400, "链接无效", "该链接不完整或已被改动，无法使用。请直接点击通知中的原始链接，不要手工修改。"),
+    "expired": (410, "链接已过期", "该链接已超过有效期。请联系市城管办或使用最新通知中的链接。"),
+    "revoked": (410, "链接已作废", "该链接已被管理部门作废，请使用最新通知中的链接。"),
+    "unknown": (404, "事项不存在", "找不到该链接对应的事项，可能已被撤销。请联系市城管办。"),
+}
+
+router = APIRouter()
+
+
+class LinkError(Exception):
+    """A link that cannot be used: tampered, expired, revoked or unknown. Answered with a Chinese page."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def link_problem(reason: str) -> HTMLResponse:
+    status_code, title, message = LINK_PROBLEMS[reason]
+    return problem_page(status_code, title, message)
+
+
+def _occurrence_for(session: Session, token: str, at: datetime) -> tuple[Occurrence, Duty, Unit]:
+    try:
+        claim = read_token(secret_key(session), token, at=at)
+    except BadLink as bad:
+        raise LinkError(bad.reason) from None
+    occurrence = session.get(Occurrence, claim.occurrence_id, populate_existing=True)
+    if occurrence is None or occurrence.unit_id != claim.unit_id:
+        raise LinkError("unknown")
+    if claim.version != occurrence.link_version:
+        raise LinkError("revoked")
+    duty, unit = session.get(Duty, occurrence.duty_id), session.get(Unit, occurrence.unit_id)
+    assert duty is not None and unit is not None
+    return occurrence, duty, unit
+
+
+def _confirm_page(
+    session: Session,
+    token: str,
+    at: datetime,
+    *,
+    status_code: int = 200,
+    note: str = "",
+    amount: str = "",
+    error: str = "",
+    outcome: str = "",
+) -> HTMLResponse:
+    occurrence, duty, unit = _occurrence_for(session, token, at)
+    reports = list(
+        session.execute(
+            select(Confirmation).where(col(Confirmation.occurrence_id) == occurrence.id).order_by(col(Confirmation.id))
+        ).scalars()
+    )
+    response = page(
+        "confirm.html",
+        status_code,
+        occurrence=occurrence,
+        duty=duty,
+        unit=unit,
+        at=at,
+        status=occurrence.status_at(at),
+        reports=reports,
+        note=note,
+        amount=amount,
+        error=error,
+        form_id=secrets.token_urlsafe(12),  # a fresh form each time: the same form submitted twice counts once
+        tasks=[t for t in occurrence.detail.split("；") if t],
+        max_files=MAX_FILES,
+    )
+    if outcome:
+        response.headers["X-Duties-Outcome"] = outcome
+    return response
+
+
+@router.get("/c/{token}", response_class=HTMLResponse)
+def show_confirmation(token: str, session: SessionDep, at: NowDep) -> HTMLResponse:
+    """Shows the duty and the form. Changes nothing: link-preview bots fetch links too."""
+    return _confirm_page(session, token, at)
+
+
+@router.post("/c/{token}", response_class=HTMLResponse)
+async def post_confirmation(
+    token: str,
+    request: Request,
+    session: SessionDep,
+    at: NowDep,
+    note: Annotated[str, Form()] = "",
+    amount: Annotated[str, Form()] = "",
+    form_id: Annotated[str, Form(max_length=64)] = "single",
+    evidence: Annotated[list[UploadFile] | None, File()] = None,
+) -> HTMLResponse:
+    occurrence, duty, _ = _occurrence_for(session, token, at)
+    quantity, problem = _read_amount(amount, is_target=duty.kind == "target")
+    photos, photo_problem = await _read_photos(note, [f for f in (evidence or []) if f.filename])
+    problem = problem or photo_problem
+    if problem:  # show the form again with what the unit typed, so nothing entered is lost
+        return _confirm_page(session, token, at, status_code=400, note=note, amount=amount, error=problem)
+    stored = {_store_photo(photo.data, photo.kind): photo.taken for photo in photos}
+    outcome = confirm(
+        session,
+        occurrence_id=occurrence.id or 0,
+        note=note.strip(),
+        evidence=list(stored),
+        evidence_taken={name: taken for name, taken in stored.items() if taken},
+        at=at,
+        client=request.headers.get("user-agent", ""),
+        amount=quantity,
+        form_id=form_id or "single",
+    )
+    session.expire_all()
+    if outcome == "closed":
+        return problem_page(409, "事项已关闭", "该事项已由管理部门免除，无需确认。")
+    return _confirm_page(session, token, at, outcome=outcome)
+
+
+@router.get("/u/{token}", response_class=HTMLResponse)
+def unit_page(token: str, session: SessionDep, at: NowDep) -> HTMLResponse:
+    """Every open item of the unit the link names, soonest due first, each with its own confirmation link."""
+    secret = secret_key(session)
+    try:
+        unit_id = read_unit_token(secret, token, at=at)
+    except BadLink as bad:
+        raise LinkError(bad.reason) from None
+    unit = session.get(Unit, unit_id)
+    if unit is None:
+        raise LinkError("unknown")
+    settings = get_settings()
+    items = [
+        (occurrence, duty, occurrence.status_at(at), confirmation_link(settings, secret, occurrence, at=at))
+        for occurrence, duty, _ in find_occurrences(session, at=at, unit=unit_id, hide_unannounced=True)
+        if occurrence.status_at(at) in OPEN_STATUSES
+    ]
+    items.sort(key=lambda item: (item[2] != "overdue", item[0].due_at))
+    return page("unit.html", unit=unit, items=items, at=at)
+
+
+def _read_amount(text_: str, *, is_target: bool) -> tuple[float, str]:
+    """Progress towards a target is a positive number; every other report counts as one."""
+    if not is_target:
+        return 1.0, ""
+    try:
+        value = float(text_.strip())
+    except ValueError:
+        return 0.0, "请填写本次完成的数量（数字）。"
+    if not 0 < value <= 1_000_000:
+        return 0.0, "本次完成数量应大于 0。"
+    return value, ""
+
+
+class Photo:
+    def __init__(self, data: bytes, kind: str, taken: str) -> None:
+        self.data, self.kind, self.taken = data, kind, taken
+
+
+async def _read_photos(note: str, files: list[UploadFile]) -> tuple[list[Photo], str]:
+    """The uploaded photos, or a problem in Chinese for the unit to fix."""
+    if len(note) > MAX_NOTE:
+        return [], f"说明最多 {MAX_NOTE} 字，当前 {len(note)} 字。"
+    if len(files) > MAX_FILES:
+        return [], f"最多上传 {MAX_FILES} 张照片，本次选择了 {len(files)} 张。"
+    photos = []
+    for upload in files:
+        data = await upload.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            return [], f"照片“{upload.filename}”超过 10 MB，请压缩后重新选择。"
+        photo = _inspect(data)
+        if photo is None:
+            return [], f"文件“{upload.filename}”不是 JPEG 或 PNG 图片，请重新选择。"
+        photos.append(photo)
+    return photos, ""
+
+
+def _inspect(data: bytes) -> Photo | None:
+    """A JPEG or PNG that Pillow can read, with the capture time its EXIF gives, if any."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # verify() must come straight after open, and ends the image
+            kind = IMAGE_FORMATS.get(image.format or "")
+            image.verify()
+        with Image.open(io.BytesIO(data)) as image:
+            exif = image.getexif()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    if kind is None:
+        return None
+    taken = exif.get_ifd(EXIF_IFD).get(EXIF_TAKEN) or exif.get(EXIF_CHANGED) or ""
+    return Photo(data, kind, _exif_time(str(taken)))
+
+
+def _exif_time(value: str) -> str:
+    """EXIF writes "2026:02:03 09:12:00"; show "2026-02-03 09:12", or nothing when it is not a date."""
+    try:
+        return datetime.strptime(value.strip("\x00 "), "%Y:%m:%d %H:%M:%S").strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return ""
+
+
+def _store_photo(data: bytes, kind: str) -> str:
+    """Keep a photo under var/evidence by its content hash; the same photo twice is stored once."""
+    digest = hashlib.sha256(data).hexdigest()
+    folder = get_settings().var_dir / "evidence" / digest[:2]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{digest}.{kind}"
+    if not path.exists():
+        partial = path.with_suffix(".part")
+        partial.write_bytes(data)
+        partial.replace(path)
+    return f"{digest}.{kind}"
+
+
+def evidence_path(name: str) -> str | None:
+    """The file behind a stored evidence name, or None for a name that is not one of ours."""
+    stem, _, kind = name.partition(".")
+    if len(stem) != 64 or any(c not in "0123456789abcdef" for c in stem) or kind not in IMAGE_FORMATS.values():
+        return None
+    path = get_settings().var_dir / "evidence" / stem[:2] / name
+    return str(path) if path.exists() else None
