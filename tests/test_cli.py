@@ -78,3 +78,40 @@ def test_plan_occurrences_and_overdue_speak_json(sqlite_store: str) -> None:
         assert count_rows(session, Occurrence) == 5 and count_rows(session, Unit) == 56
     code, _, err = run("plan", "--from", "2026-02-01", "--to", "2026-02-08", "--duty", "no-such-duty")
     assert code == 2 and "没有这些任务：no-such-duty" in err
+
+
+def test_user_add_token_and_list(sqlite_store: str) -> None:
+    assert run("init")[0] == 0
+    code, _, err = run("user", "add", "wx", "--role", "district", "--district", "nowhere", "--password-stdin")
+    assert code == 1 and "没有名为 nowhere 的区县" in err
+    result = runner.invoke(
+        app,
+        ["user", "add", "wx", "--role", "district", "--district", "wuxing", "--password-stdin"],
+        input="longenough\n",
+    )
+    assert result.exit_code == 0 and "已创建账号 wx" in result.stdout
+    short = runner.invoke(app, ["user", "add", "boss", "--role", "city", "--password-stdin"], input="short\n")
+    assert short.exit_code == 1 and "密码至少 8 位" in short.stderr
+    code, token, _ = run("user", "token", "wx")
+    assert code == 0 and token.startswith("dt_")
+    code, out, _ = run("user", "list", "--json")
+    assert json.loads(out) == [
+        {"username": "wx", "name": "wx", "role": "district", "district": "wuxing", "active": True}
+    ]
+    with db.session_scope() as session:
+        from web import auth
+
+        user = auth.find_user(session, "wx")
+        assert user is not None and user.password_hash.startswith("$argon2")
+        assert auth.authenticate(session, "wx", "longenough") is not None
+
+
+def test_link_revoke_and_unit_link(sqlite_store: str) -> None:
+    run("plan", "--from", "2026-02-01", "--to", "2026-02-08", "--at", "2026-01-20T08:00")
+    code, first, _ = run("link", "1", "--at", "2026-02-02T09:00")
+    code, second, err = run("link", "1", "--revoke", "--at", "2026-02-02T09:00")
+    assert code == 0 and "已作废" in err and first != second and "/c/" in second
+    code, unit_link, _ = run("link", "--unit", "wuxing-msb", "--at", "2026-02-02T09:00")
+    assert code == 0 and "/u/" in unit_link
+    code, _, err = run("link")
+    assert code == 2 and "二者选一" in err
