@@ -23,7 +23,8 @@ from notify.send import send_apprise
 from store import db
 from store.settings import get_settings
 
-pytest_plugins = ["tests.browser_support"]  # the browser, phone_page, desk_page, screenshot fixtures
+# browser, phone_page, desk_page, screenshot; now, client, item (the web tests' frozen clock, client and item)
+pytest_plugins = ["tests.browser_support", "tests.web_support"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHANGHAI = ZoneInfo("Asia/Shanghai")

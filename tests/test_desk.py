@@ -15,7 +15,7 @@ from store.models import AuditEvent, Confirmation, Occurrence, Talk
 from tests.conftest import local
 from tests.desk_support import PASSWORD, add_manager, api_headers, csrf_of, log_in
 from tests.test_steps import CORE
-from tests.test_web import Clock, client, item, ledger_state, now, path_of  # noqa: F401  (fixtures)
+from tests.web_support import Clock, ledger_state, path_of
 
 
 def actions_of(session: Session, occurrence_id: int) -> list[tuple[str, str]]:
