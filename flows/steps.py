@@ -323,7 +323,13 @@ def _queue_reminders(session: Session, ctx: Context, items: list[Reminder], *, a
             for item in sorted(items, key=lambda i: (i.occurrence.due_at, i.occurrence.id or 0))
         ]
         title, body = _title_and_body(
-            render("messages/digest.txt.j2", unit=ctx.program.units[first.unit_id], entries=entries, zone=ctx.zone)
+            render(
+                "messages/digest.txt.j2",
+                unit=ctx.program.units[first.unit_id],
+                entries=entries,
+                unit_link=unit_link(ctx.settings, ctx.secret, first.unit_id, at=at),
+                zone=ctx.zone,
+            )
         )
         stage = f"digest:{at.astimezone(ctx.zone):%Y%m%d%H%M}"
     _queue(session, ctx, first, stage, contacts, title, body, at=at)
@@ -453,6 +459,7 @@ def _message(
         unit=program.units[occurrence.unit_id],
         leads="、".join(dict.fromkeys(leads)),
         link=confirmation_link(ctx.settings, ctx.secret, occurrence, at=at),
+        unit_link=unit_link(ctx.settings, ctx.secret, occurrence.unit_id, at=at),
         zone=ctx.zone,
         **extra,
     )
