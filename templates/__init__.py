@@ -22,6 +22,16 @@ def local_time(value: datetime, zone: Any) -> str:
     return f"{moment.year}年{moment.month}月{moment.day}日（周{WEEKDAYS[moment.weekday()]}）{moment:%H:%M}"
 
 
+def readable(value: Any, zone: Any) -> Any:
+    """An ISO moment from an audit event, the way local_time writes it; anything else as it is."""
+    if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":
+        try:
+            return local_time(datetime.fromisoformat(value), zone)
+        except ValueError:
+            return value
+    return value
+
+
 @lru_cache
 def environment() -> Environment:
     env = Environment(
@@ -33,6 +43,7 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["local_time"] = local_time
+    env.filters["readable"] = readable
     return env
 
 

@@ -270,7 +270,7 @@ def test_district_manager_sees_only_its_district_in_the_browser_and_the_api(
 
     with serving(DESK_NOW) as base:
         log_in_browser(page, base, "wuxing-boss")
-        expect(page.locator("header nav")).to_contain_text("wuxing 区县")
+        expect(page.locator("header nav")).to_contain_text("吴兴区城市管理委员会办公室")
         expect(page.locator("#total")).to_have_text(str(len(wuxing)))
         expect(page.locator("#items tbody tr[data-id]")).to_have_count(len(wuxing))
         shown = listed_ids(page)

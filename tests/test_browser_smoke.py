@@ -13,7 +13,6 @@ from starlette.routing import Route
 
 from tests.browser_support import CJK_FAMILIES, Screenshot, fonts_for, serve_app
 
-
 PAGE = """<!doctype html>
 <html lang="zh-CN">
 <head>

@@ -37,7 +37,7 @@ from store.queries import count_occurrences, day_bound, delivery_json, find_deli
 from store.settings import get_settings
 from web import auth
 from web.auth import Scope
-from web.common import NowDep, SessionDep, page, problem_page
+from web.common import NowDep, SessionDep, page, problem_page, program
 from web.units import evidence_path
 
 PAGE_SIZE = 100
@@ -101,7 +101,10 @@ UserDep = Annotated[User, Depends(desk_user)]
 def desk_page(request: Request, user: User, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """A desk page with the user, and a CSRF token in a cookie and in every form on it."""
     token = request.cookies.get(auth.CSRF_COOKIE) or auth.new_csrf_token()
-    response = page(name, status_code, user=user, csrf=token, **context)
+    district = program().units.get(user.district or "")
+    response = page(
+        name, status_code, user=user, district_name=district.name if district else "", csrf=token, **context
+    )
     _set_csrf_cookie(response, token)
     return response
 
@@ -372,7 +375,10 @@ async def act(
     except ActionError as refusal:
         session.rollback()
         # The item again, with the manager's entries kept in the form and the reason in Chinese.
-        return _item_page(request, session, user, occurrence_id, at, status_code=400, error=str(refusal), entered=form)
+        entered = form | {"action": action}  # so only the form that was sent gets its entries back
+        return _item_page(
+            request, session, user, occurrence_id, at, status_code=400, error=str(refusal), entered=entered
+        )
     return RedirectResponse(f"/desk/items/{occurrence_id}#timeline", status_code=303)
 
 
