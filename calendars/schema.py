@@ -46,11 +46,25 @@ class UnitSpec(Strict):
     )
 
 
+DOCUMENT_PREFIXES = {"交办": "湖城管交", "督办": "湖城管督", "约谈": "湖城管谈"}
+
+
 class LevelSpec(Strict):
     level: int = Field(ge=1, le=3)
     name: Literal["交办", "督办", "约谈"]
     timeout_workdays: int = Field(ge=1, le=60, description="Working days the unit has at this level")
     audience: list[Literal["unit", "unit_leaders", "lead", "city_office", "district_office"]]
+    approval: bool = Field(default=False, description="A manager approves on the desk before the notice goes out")
+    repeat_workdays: int | None = Field(
+        default=None, ge=1, le=30, description="Send the notice again every N working days until the unit acknowledges"
+    )
+    document_prefix: str = Field(
+        default="", max_length=16, description="Numbered as PREFIX〔YEAR〕N号, gap-free per year; default by level name"
+    )
+
+    @property
+    def prefix(self) -> str:
+        return self.document_prefix or DOCUMENT_PREFIXES[self.name]
 
 
 class LadderSpec(Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -18,33 +18,17 @@ from sqlmodel import Session
 
 from calendars.loader import Program
 from calendars.recurrence import Period, expand, reminder_times
-from calendars.schema import DutySpec, LevelSpec
+from calendars.schema import DutySpec
+from flows.common import SYSTEM, Context, open_batches
+from flows.ladder import escalate, repeat_notices
+from flows.notices import confirmation_link, message, queue, recipients_of, title_and_body, unit_link
 from notify import outbox
 from notify.outbox import DispatchReport
-from notify.send import Sender
-from store.models import Confirmation, Contact, Duty, Escalation, Occurrence, Unit
+from store.models import Confirmation, Contact, Duty, Occurrence, Unit
 from store.queries import audit, claim, get_value, insert_ignoring_conflicts, put_value
-from store.settings import Settings
 from templates import render
-from web.tokens import make_token, make_unit_token
 
-BATCH = 500
-SYSTEM = "system"
-
-
-@dataclass
-class Context:
-    """What every step needs besides the session and the time."""
-
-    program: Program
-    settings: Settings
-    secret: str
-    send: Sender
-    seed: str = ""  # draws the days of unannounced checks
-
-    @property
-    def zone(self) -> Any:
-        return self.settings.zone
+__all__ = ["Context", "confirm", "confirmation_link", "escalate", "plan", "remind", "sync_program", "tick", "unit_link"]
 
 
 @dataclass
@@ -52,6 +36,7 @@ class TickReport:
     planned: int = 0
     reminded: int = 0
     escalated: int = 0
+    repeated: int = 0
     sent: int = 0
     failed: int = 0
     retrying: int = 0
@@ -235,7 +220,7 @@ def remind(session: Session, ctx: Context, *, at: datetime) -> int:
     A unit with several reminders at once gets one message listing them all, each with its own link.
     """
     queued = 0
-    for batch in _open_batches(session, "next_remind_at", at):
+    for batch in open_batches(session, "next_remind_at", at):
         due = [item for occurrence in batch if (item := _claim_reminder(session, ctx, occurrence, at=at))]
         by_unit: dict[str, list[Reminder]] = {}
         for item in due:
@@ -244,35 +229,6 @@ def remind(session: Session, ctx: Context, *, at: datetime) -> int:
             _queue_reminders(session, ctx, items, at=at)
         queued += len(due)
     return queued
-
-
-def _open_rows(session: Session, moment: str, at: datetime) -> Iterator[Occurrence]:
-    for batch in _open_batches(session, moment, at):
-        yield from batch
-
-
-def _open_batches(session: Session, moment: str, at: datetime) -> Iterator[list[Occurrence]]:
-    """Open occurrences whose ``moment`` column has come, in batches; each batch is committed after use.
-
-    Only the rows that are due cost anything (the column is indexed), so a tick's cost follows the work due, not
-    the size of the ledger. A row another worker has just claimed may show up again: it is yielded only once.
-    """
-    col = Occurrence.__table__.c  # type: ignore[attr-defined]
-    query = (
-        select(Occurrence)
-        .where(col[moment] <= at, col.done_at.is_(None), col.waived_at.is_(None), col.parked_at.is_(None))
-        .order_by(col[moment], col.id)
-        .limit(BATCH)
-        .execution_options(populate_existing=True)
-    )
-    seen: set[int] = set()
-    while True:
-        fresh = [row for row in session.execute(query).scalars() if row.id not in seen]
-        if not fresh:
-            return
-        seen.update(row.id or 0 for row in fresh)
-        yield fresh
-        session.commit()
 
 
 @dataclass(frozen=True)
@@ -312,17 +268,17 @@ def _claim_reminder(session: Session, ctx: Context, occurrence: Occurrence, *, a
 def _queue_reminders(session: Session, ctx: Context, items: list[Reminder], *, at: datetime) -> None:
     """One message per reminder, or, for a unit with several at once, one digest listing them all."""
     first = items[0].occurrence
-    contacts = _contacts(session, [first.unit_id], roles=("staff", "leader"))
+    contacts = recipients_of(session, [first.unit_id], roles=("staff", "leader"))
     if len(items) == 1:
         item = items[0]
-        title, body = _message(ctx, "reminder", first, item.duty, at=at, days_left=item.days_left)
+        title, body = message(ctx, "reminder", first, item.duty, at=at, days_left=item.days_left)
         stage = item.stage
     else:
         entries = [
             {"item": item, "link": confirmation_link(ctx.settings, ctx.secret, item.occurrence, at=at)}
             for item in sorted(items, key=lambda i: (i.occurrence.due_at, i.occurrence.id or 0))
         ]
-        title, body = _title_and_body(
+        title, body = title_and_body(
             render(
                 "messages/digest.txt.j2",
                 unit=ctx.program.units[first.unit_id],
@@ -332,7 +288,7 @@ def _queue_reminders(session: Session, ctx: Context, items: list[Reminder], *, a
             )
         )
         stage = f"digest:{at.astimezone(ctx.zone):%Y%m%d%H%M}"
-    _queue(session, ctx, first, stage, contacts, title, body, at=at)
+    queue(session, ctx, first, stage, contacts, title, body, at=at)
     for item in items:
         audit(
             session,
@@ -346,174 +302,7 @@ def _queue_reminders(session: Session, ctx: Context, items: list[Reminder], *, a
         )
 
 
-# ---------------------------------------------------------------- escalate
-
-
-def escalate(session: Session, ctx: Context, *, at: datetime) -> int:
-    """Move each overdue occurrence whose timeout has passed up one level of its ladder, and queue the notice."""
-    moved = 0
-    for occurrence in _open_rows(session, "next_escalate_at", at):
-        moved += _climb(session, ctx, occurrence, at=at)
-    return moved
-
-
-def _climb(session: Session, ctx: Context, occurrence: Occurrence, *, at: datetime) -> int:
-    duty = ctx.program.duties.get(occurrence.duty_id)
-    ladder = ctx.program.ladders.get(duty.ladder) if duty else None
-    if duty is None or ladder is None or occurrence.level >= len(ladder.levels):
-        claim(
-            session,
-            Occurrence,
-            row_id=occurrence.id or 0,
-            expect={"level": occurrence.level},
-            values={"next_escalate_at": None},
-        )
-        return 0
-    step = ladder.levels[occurrence.level]
-    deadline = datetime.combine(
-        ctx.program.workdays.add_workdays(at.astimezone(ctx.zone).date(), step.timeout_workdays),
-        duty.due.time,
-        tzinfo=ctx.zone,
-    )
-    is_last = step.level == len(ladder.levels)
-    won = claim(
-        session,
-        Occurrence,
-        row_id=occurrence.id or 0,
-        expect={"level": occurrence.level},
-        values={"level": step.level, "level_at": at, "next_escalate_at": None if is_last else deadline},
-    )
-    if not won:
-        return 0
-    session.add(
-        Escalation(occurrence_id=occurrence.id or 0, level=step.level, name=step.name, at=at, deadline_at=deadline)
-    )
-    title, body = _message(ctx, "escalation", occurrence, duty, at=at, step=step, deadline=deadline, ladder=ladder)
-    contacts = _audience(session, ctx, occurrence, step)
-    _queue(session, ctx, occurrence, f"level:{step.level}", contacts, title, body, at=at)
-    audit(
-        session,
-        at=at,
-        actor=SYSTEM,
-        action="escalated",
-        occurrence_id=occurrence.id,
-        level=step.level,
-        name=step.name,
-        deadline=deadline.isoformat(),
-        recipients=len(contacts),
-    )
-    return 1
-
-
-def _audience(session: Session, ctx: Context, occurrence: Occurrence, step: LevelSpec) -> list[Contact]:
-    program, unit_id = ctx.program, occurrence.unit_id
-    duty = program.duties[occurrence.duty_id]
-    contacts: list[Contact] = []
-    for who in step.audience:
-        if who == "unit":
-            contacts += _contacts(session, [unit_id], roles=("staff",))
-        elif who == "unit_leaders":
-            contacts += _contacts(session, [unit_id], roles=("leader",))
-        elif who == "lead":
-            leads = [u for selector in duty.lead for u in program.resolve_near(selector, unit_id)]
-            contacts += _contacts(session, leads, roles=("staff",))
-        elif who == "city_office":
-            contacts += _contacts(session, program.resolve("kind:city_office"), roles=("staff", "leader"))
-        elif who == "district_office":
-            contacts += _contacts(session, program.resolve_near("kind:district_office", unit_id), roles=("staff",))
-    unique = {contact.id: contact for contact in contacts}
-    return list(unique.values())
-
-
-# ---------------------------------------------------------------- messages and the outbox
-
-
-def confirmation_link(settings: Settings, secret: str, occurrence: Occurrence, *, at: datetime) -> str:
-    """A signed link for the occurrence's unit, valid until link_valid_days after the later of due date and now."""
-    expires = max(occurrence.due_at, at) + timedelta(days=settings.link_valid_days)
-    token = make_token(
-        secret,
-        occurrence_id=occurrence.id or 0,
-        unit_id=occurrence.unit_id,
-        expires_at=expires,
-        version=occurrence.link_version,
-    )
-    return f"{settings.base_url}/c/{token}"
-
-
-def unit_link(settings: Settings, secret: str, unit_id: str, *, at: datetime) -> str:
-    """A signed link to the unit's own page of open items, valid for link_valid_days."""
-    token = make_unit_token(secret, unit_id=unit_id, expires_at=at + timedelta(days=settings.link_valid_days))
-    return f"{settings.base_url}/u/{token}"
-
-
-def _message(
-    ctx: Context, template: str, occurrence: Occurrence, duty: DutySpec, *, at: datetime, **extra: Any
-) -> tuple[str, str]:
-    program = ctx.program
-    leads = [program.units[u].name for s in duty.lead for u in program.resolve_near(s, occurrence.unit_id)]
-    text = render(
-        f"messages/{template}.txt.j2",
-        occurrence=occurrence,
-        duty=duty,
-        unit=program.units[occurrence.unit_id],
-        leads="、".join(dict.fromkeys(leads)),
-        link=confirmation_link(ctx.settings, ctx.secret, occurrence, at=at),
-        unit_link=unit_link(ctx.settings, ctx.secret, occurrence.unit_id, at=at),
-        zone=ctx.zone,
-        **extra,
-    )
-    return _title_and_body(text)
-
-
-def _title_and_body(text: str) -> tuple[str, str]:
-    """A rendered message template: its first line is the title, the rest the body."""
-    title, _, body = text.partition("\n")
-    return title.strip(), body.strip() + "\n"
-
-
-def _contacts(session: Session, unit_ids: list[str], *, roles: tuple[str, ...]) -> list[Contact]:
-    """Who hears of it: every active contact, or for a failover unit only its first (the rest wait their turn)."""
-    if not unit_ids:
-        return []
-    col = Contact.__table__.c  # type: ignore[attr-defined]
-    query = select(Contact).where(col.unit_id.in_(unit_ids), col.role.in_(roles), col.active.is_(True))
-    contacts = list(session.execute(query.order_by(col.unit_id, col.priority, col.id)).scalars())
-    units = Unit.__table__.c  # type: ignore[attr-defined]
-    failover_query = select(units.id).where(units.id.in_(unit_ids), units.delivery == "failover")
-    failover = set(session.execute(failover_query).scalars())
-    chosen: list[Contact] = []
-    for contact in contacts:
-        if contact.unit_id not in failover or all(c.unit_id != contact.unit_id for c in chosen):
-            chosen.append(contact)
-    return chosen
-
-
-def _queue(
-    session: Session,
-    ctx: Context,
-    occurrence: Occurrence,
-    stage: str,
-    contacts: list[Contact],
-    title: str,
-    body: str,
-    *,
-    at: datetime,
-) -> None:
-    """Hand the message to the outbox, to go out when the duty's sending window is open (never at night)."""
-    duty = ctx.program.duties.get(occurrence.duty_id)
-    windows = duty is not None and ctx.settings.send_windows
-    opening = ctx.program.workdays.window_opening(at, duty.send_window, ctx.zone) if windows and duty else at
-    outbox.queue(
-        session,
-        occurrence_id=occurrence.id or 0,
-        stage=stage,
-        contacts=contacts,
-        title=title,
-        body=body,
-        at=at,
-        not_before=opening,
-    )
+# ---------------------------------------------------------------- the outbox
 
 
 def dispatch(session: Session, ctx: Context, *, at: datetime) -> DispatchReport:
@@ -532,6 +321,7 @@ def tick(session: Session, ctx: Context, *, at: datetime) -> TickReport:
     report.planned = plan(session, ctx, start=today, end=today + timedelta(days=ctx.settings.plan_horizon_days), at=at)
     report.reminded = remind(session, ctx, at=at)
     report.escalated = escalate(session, ctx, at=at)
+    report.repeated = repeat_notices(session, ctx, at=at)
     sending = dispatch(session, ctx, at=at)
     report.sent, report.failed, report.unknown = sending.sent, sending.failed, sending.unknown
     report.retrying = sending.retry

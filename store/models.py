@@ -112,6 +112,7 @@ class Occurrence(SQLModel, table=True):
     review_at: datetime | None = _aware()  # parked until: the desk brings the item back on this day
     waived_at: datetime | None = _aware()
     link_version: int = 0  # raised to revoke every link issued so far
+    finding_id: int | None = Field(default=None, index=True)  # a 整改 item made from an inspection finding
     created_at: datetime = _aware(nullable=False)
 
     def status_at(self, at: datetime) -> str:
@@ -188,14 +189,73 @@ class Confirmation(SQLModel, table=True):
 
 
 class Escalation(SQLModel, table=True):
+    """One level of the ladder reached by one item: its numbered notice, its deadline, and the unit's 收到.
+
+    ``status``: ``pending`` (waiting for a manager's approval; no number, no notice yet) or ``issued``.
+    """
+
     __table_args__ = (UniqueConstraint("occurrence_id", "level"),)
 
     id: int | None = Field(default=None, primary_key=True)
     occurrence_id: int = Field(foreign_key="occurrence.id", index=True)
     level: int
     name: str = Field(max_length=16, description="交办, 督办, 约谈")
+    status: str = Field(default="issued", max_length=16, index=True)
     at: datetime = _aware(nullable=False, index=True)
     deadline_at: datetime | None = _aware()
+    document: str = Field(default="", max_length=64, description="湖城管督〔2026〕12号")
+    approved_by: str = Field(default="", max_length=64)
+    approved_at: datetime | None = _aware()
+    acknowledged_at: datetime | None = _aware()
+    repeats: int = 0
+    next_repeat_at: datetime | None = _aware(index=True)
+
+
+class DocumentCounter(SQLModel, table=True):
+    """The last number issued per document prefix and year: numbers come from here, gap-free."""
+
+    prefix: str = Field(primary_key=True, max_length=16)
+    year: int = Field(primary_key=True)
+    last: int = 0
+
+
+class Campaign(SQLModel, table=True):
+    """An inspection campaign (检查): its findings become 整改 items, and it exports the four lists."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    duty_id: str = Field(foreign_key="duty.id", max_length=64)
+    name: str
+    started_on: date
+    created_by: str = Field(max_length=64)
+    created_at: datetime = _aware(nullable=False)
+
+
+class Finding(SQLModel, table=True):
+    """One problem found in a campaign, with who answers for it (总、片、点) and its 整改 item."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    unit_id: str = Field(foreign_key="unit.id", max_length=64)
+    site: str
+    problem: str
+    responsible_general: str = ""  # 总责任人
+    responsible_area: str = ""  # 片责任人
+    responsible_point: str = ""  # 点责任人
+    found_at: datetime = _aware(nullable=False)
+    inspector: str = Field(max_length=64)
+    occurrence_id: int | None = Field(default=None, foreign_key="occurrence.id")
+    reinspect_by: datetime | None = _aware()
+
+
+class Reinspection(SQLModel, table=True):
+    """A 复检 of one finding: passed closes its 整改 item, failed sends it up the ladder."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    finding_id: int = Field(foreign_key="finding.id", index=True)
+    at: datetime = _aware(nullable=False)
+    passed: bool
+    note: str = ""
+    inspector: str = Field(max_length=64)
 
 
 class Talk(SQLModel, table=True):

@@ -1,0 +1,319 @@
+"""The escalation ladder: 交办 → 督办 → 约谈 (附件1 第4项 举措4), as a state machine on each open item.
+
+An overdue item whose ``next_escalate_at`` has come climbs one level. A level either issues its notice at once, or,
+when the ladder says ``approval: true``, waits on the desk for a manager (``pending``: no number, no notice, the clock
+stopped) who approves it (the notice goes out, the clock starts) or rejects it (the item stays one level down and
+gets that level's time again).
+
+An issued notice is a numbered document (湖城管督〔2026〕12号), numbered gap-free per prefix and year: the number
+is taken in the same transaction that records the notice. It is sent again every ``repeat_workdays`` until the unit
+acknowledges it (收到). Acknowledging stops the repeats, not the clock: only a confirmation resolves the item.
+
+Invariants (tests/test_ladder.py checks them over random sequences): an item never skips a level, never climbs once
+done, and each level's notice is queued once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlmodel import Session
+
+from calendars.schema import DutySpec, LadderSpec, LevelSpec
+from flows.common import SYSTEM, Context, open_rows
+from flows.notices import audience, message, queue
+from store.models import DocumentCounter, Escalation, Occurrence
+from store.queries import audit, claim, insert_ignoring_conflicts
+
+
+class LadderError(Exception):
+    """A ladder action that cannot be taken; the message is in Chinese for the manager."""
+
+
+def escalate(session: Session, ctx: Context, *, at: datetime) -> int:
+    """Move each overdue occurrence whose timeout has passed up one level of its ladder. Returns how many moved."""
+    moved = 0
+    for occurrence in open_rows(session, "next_escalate_at", at):
+        moved += climb(session, ctx, occurrence, at=at)
+    return moved
+
+
+def climb(session: Session, ctx: Context, occurrence: Occurrence, *, at: datetime) -> int:
+    """One level up, if another worker has not moved the item meanwhile. Returns 1 when it moved."""
+    duty, ladder = _duty_and_ladder(ctx, occurrence)
+    if duty is None or ladder is None or occurrence.level >= len(ladder.levels):
+        _stop_clock(session, occurrence)
+        return 0
+    step = ladder.levels[occurrence.level]
+    won = claim(
+        session,
+        Occurrence,
+        row_id=occurrence.id or 0,
+        expect={"level": occurrence.level},
+        values={"level": step.level, "level_at": at, "next_escalate_at": None},
+    )
+    if not won:
+        return 0
+    escalation = Escalation(occurrence_id=occurrence.id or 0, level=step.level, name=step.name, at=at, status="pending")
+    session.add(escalation)
+    session.flush()
+    if step.approval:
+        audit(session, at=at, actor=SYSTEM, action="escalation_pending", occurrence_id=occurrence.id, level=step.level)
+        session.commit()
+        return 1
+    _issue(session, ctx, occurrence, escalation, at=at, actor=SYSTEM)
+    return 1
+
+
+def approve(session: Session, ctx: Context, *, escalation_id: int, actor: str, at: datetime) -> Escalation:
+    """A manager lets a pending level's notice go out: it gets its number and deadline now."""
+    escalation, occurrence = _pending(session, escalation_id)
+    if not _open(occurrence, at):
+        raise LadderError("该事项已完成、免除或挂账，无需再发升级通知。")
+    if not claim(
+        session, Escalation, row_id=escalation_id, expect={"status": "pending"}, values={"approved_by": actor}
+    ):
+        raise LadderError("该升级已由他人处理。")
+    escalation.approved_at = at
+    _issue(session, ctx, occurrence, escalation, at=at, actor=actor)
+    return escalation
+
+
+def reject(session: Session, ctx: Context, *, escalation_id: int, reason: str, actor: str, at: datetime) -> None:
+    """A manager stops a pending level: the item goes back one level and gets that level's time again."""
+    if not reason.strip():
+        raise LadderError("请填写不予升级的理由。")
+    escalation, occurrence = _pending(session, escalation_id)
+    duty, ladder = _duty_and_ladder(ctx, occurrence)
+    below = escalation.level - 1
+    table = Escalation.__table__  # type: ignore[attr-defined]
+    gone = session.execute(delete(table).where(table.c.id == escalation_id, table.c.status == "pending")).rowcount  # type: ignore[attr-defined]
+    if gone != 1:
+        session.rollback()
+        raise LadderError("该升级已由他人处理。")
+    previous = session.execute(
+        select(Escalation).where(Escalation.occurrence_id == occurrence.id, Escalation.level == below)  # type: ignore[arg-type]
+    ).scalar_one_or_none()
+    occurrence.level, occurrence.level_at = below, previous.at if previous else None
+    if duty is not None and ladder is not None:
+        workdays = ladder.levels[below - 1].timeout_workdays if below else max(ladder.grace_workdays, 1)
+        occurrence.next_escalate_at = _deadline(ctx, duty, workdays, at)
+    session.add(occurrence)
+    audit(
+        session,
+        at=at,
+        actor=actor,
+        action="escalation_rejected",
+        occurrence_id=occurrence.id,
+        level=escalation.level,
+        reason=reason.strip(),
+    )
+    session.commit()
+
+
+def acknowledge(session: Session, *, occurrence_id: int, actor: str, at: datetime) -> bool:
+    """The unit says 收到 to the notice of its current level: the repeats stop, the clock does not.
+
+    Returns False when there is nothing to acknowledge (no notice, or acknowledged already): nothing changes.
+    """
+    occurrence = session.get(Occurrence, occurrence_id)
+    if occurrence is None or occurrence.level == 0:
+        return False
+    table = Escalation.__table__  # type: ignore[attr-defined]
+    changed = session.execute(
+        update(table)
+        .where(
+            table.c.occurrence_id == occurrence_id,
+            table.c.level == occurrence.level,
+            table.c.status == "issued",
+            table.c.acknowledged_at.is_(None),
+        )
+        .values(acknowledged_at=at, next_repeat_at=None)
+    ).rowcount  # type: ignore[attr-defined]
+    if changed != 1:
+        session.rollback()
+        return False
+    audit(session, at=at, actor=actor, action="acknowledged", occurrence_id=occurrence_id, level=occurrence.level)
+    session.commit()
+    return True
+
+
+def repeat_notices(session: Session, ctx: Context, *, at: datetime) -> int:
+    """Send again the notices the units have not acknowledged, every ``repeat_workdays``, while the item is open."""
+    sent = 0
+    col, items = Escalation.__table__.c, Occurrence.__table__.c  # type: ignore[attr-defined]
+    query = (
+        select(Escalation, Occurrence)
+        .join(Occurrence, items.id == col.occurrence_id)
+        .where(col.next_repeat_at <= at, col.status == "issued", col.acknowledged_at.is_(None))
+        .where(items.level == col.level, items.done_at.is_(None), items.waived_at.is_(None), items.parked_at.is_(None))
+        .order_by(col.next_repeat_at, col.id)
+        .limit(500)
+    )
+    for escalation, occurrence in session.execute(query).tuples().all():
+        sent += _repeat(session, ctx, escalation, occurrence, at=at)
+    return sent
+
+
+def next_document(session: Session, *, prefix: str, year: int) -> int:
+    """The next number for ``prefix`` in ``year``, taken inside the caller's transaction, so numbers have no gaps.
+
+    The UPDATE locks the counter row until the transaction ends: a second writer waits and takes the number after,
+    and a transaction that rolls back gives its number back.
+    """
+    table = DocumentCounter.__table__  # type: ignore[attr-defined]
+    bump = (
+        update(table)
+        .where(table.c.prefix == prefix, table.c.year == year)
+        .values(last=table.c.last + 1)
+        .returning(table.c.last)
+    )
+    for _ in range(2):
+        number = session.execute(bump).scalar_one_or_none()
+        if number is not None:
+            return int(number)
+        if insert_ignoring_conflicts(session, DocumentCounter, [{"prefix": prefix, "year": year, "last": 1}]):
+            return 1
+    raise RuntimeError(f"document counter {prefix}/{year} could not be taken")  # pragma: no cover
+
+
+def document_name(prefix: str, year: int, number: int) -> str:
+    return f"{prefix}〔{year}〕{number}号"
+
+
+def pending(session: Session) -> list[tuple[Escalation, Occurrence]]:
+    """Levels waiting for a manager's approval, oldest first."""
+    col, items = Escalation.__table__.c, Occurrence.__table__.c  # type: ignore[attr-defined]
+    query = (
+        select(Escalation, Occurrence)
+        .join(Occurrence, items.id == col.occurrence_id)
+        .where(col.status == "pending")
+        .order_by(col.at, col.id)
+    )
+    return list(session.execute(query).tuples().all())
+
+
+# ---------------------------------------------------------------- inside
+
+
+def _issue(
+    session: Session, ctx: Context, occurrence: Occurrence, escalation: Escalation, *, at: datetime, actor: str
+) -> None:
+    """Number the level's notice, set its deadline and repeats, queue it, and commit all of it together."""
+    duty, ladder = _duty_and_ladder(ctx, occurrence)
+    assert duty is not None and ladder is not None
+    step = ladder.levels[escalation.level - 1]
+    deadline = _deadline(ctx, duty, step.timeout_workdays, at)
+    year = at.astimezone(ctx.zone).year
+    escalation.document = document_name(step.prefix, year, next_document(session, prefix=step.prefix, year=year))
+    escalation.status, escalation.deadline_at = "issued", deadline
+    escalation.next_repeat_at = _deadline(ctx, duty, step.repeat_workdays, at) if step.repeat_workdays else None
+    session.add(escalation)
+    is_last = step.level == len(ladder.levels)
+    occurrence.next_escalate_at = None if is_last else deadline
+    session.add(occurrence)
+    contacts = audience(session, ctx, occurrence, step)
+    title, body = _notice(ctx, occurrence, duty, ladder, step, escalation, at=at)
+    queue(session, ctx, occurrence, f"level:{step.level}", contacts, title, body, at=at)
+    audit(
+        session,
+        at=at,
+        actor=actor,
+        action="escalated",
+        occurrence_id=occurrence.id,
+        level=step.level,
+        name=step.name,
+        document=escalation.document,
+        deadline=deadline.isoformat(),
+        recipients=len(contacts),
+    )
+    session.commit()
+
+
+def _repeat(session: Session, ctx: Context, escalation: Escalation, occurrence: Occurrence, *, at: datetime) -> int:
+    duty, ladder = _duty_and_ladder(ctx, occurrence)
+    if duty is None or ladder is None:
+        return 0
+    step = ladder.levels[escalation.level - 1]
+    following = _deadline(ctx, duty, step.repeat_workdays, at) if step.repeat_workdays else None
+    count = escalation.repeats + 1
+    won = claim(
+        session,
+        Escalation,
+        row_id=escalation.id or 0,
+        expect={"repeats": escalation.repeats, "acknowledged_at": None},
+        values={"repeats": count, "next_repeat_at": following},
+    )
+    if not won:
+        return 0
+    title, body = _notice(ctx, occurrence, duty, ladder, step, escalation, at=at, repeat=count)
+    contacts = audience(session, ctx, occurrence, step)
+    queue(session, ctx, occurrence, f"level:{step.level}:repeat:{count}", contacts, title, body, at=at)
+    audit(
+        session,
+        at=at,
+        actor=SYSTEM,
+        action="notice_repeated",
+        occurrence_id=occurrence.id,
+        level=step.level,
+        repeat=count,
+    )
+    session.commit()
+    return 1
+
+
+def _notice(
+    ctx: Context,
+    occurrence: Occurrence,
+    duty: DutySpec,
+    ladder: LadderSpec,
+    step: LevelSpec,
+    escalation: Escalation,
+    *,
+    at: datetime,
+    repeat: int = 0,
+) -> tuple[str, str]:
+    return message(
+        ctx,
+        "escalation",
+        occurrence,
+        duty,
+        at=at,
+        step=step,
+        ladder=ladder,
+        deadline=escalation.deadline_at,
+        document=escalation.document,
+        repeat=repeat,
+    )
+
+
+def _pending(session: Session, escalation_id: int) -> tuple[Escalation, Occurrence]:
+    escalation = session.get(Escalation, escalation_id, populate_existing=True)
+    if escalation is None or escalation.status != "pending":
+        raise LadderError("没有待审批的该项升级。")
+    occurrence = session.get(Occurrence, escalation.occurrence_id, populate_existing=True)
+    assert occurrence is not None
+    return escalation, occurrence
+
+
+def _open(occurrence: Occurrence, at: datetime) -> bool:
+    return occurrence.status_at(at) in ("scheduled", "due", "overdue")
+
+
+def _duty_and_ladder(ctx: Context, occurrence: Occurrence) -> tuple[DutySpec | None, LadderSpec | None]:
+    duty = ctx.program.duties.get(occurrence.duty_id)
+    return duty, ctx.program.ladders.get(duty.ladder) if duty else None
+
+
+def _deadline(ctx: Context, duty: DutySpec, workdays: int, at: datetime) -> datetime:
+    """``workdays`` working days after ``at``'s day, at the duty's due time (Asia/Shanghai)."""
+    day = ctx.program.workdays.add_workdays(at.astimezone(ctx.zone).date(), workdays)
+    return datetime.combine(day, duty.due.time, tzinfo=ctx.zone)
+
+
+def _stop_clock(session: Session, occurrence: Occurrence) -> None:
+    values: dict[str, Any] = {"next_escalate_at": None}
+    claim(session, Occurrence, row_id=occurrence.id or 0, expect={"level": occurrence.level}, values=values)
+    session.commit()

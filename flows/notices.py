@@ -1,0 +1,126 @@
+"""Messages: the signed links they carry, who receives them, rendering, and handing them to the outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from calendars.schema import DutySpec, LevelSpec
+from flows.common import Context
+from notify import outbox
+from store.models import Contact, Occurrence, Unit
+from store.settings import Settings
+from templates import render
+from web.tokens import make_token, make_unit_token
+
+
+def confirmation_link(settings: Settings, secret: str, occurrence: Occurrence, *, at: datetime) -> str:
+    """A signed link for the occurrence's unit, valid until link_valid_days after the later of due date and now."""
+    expires = max(occurrence.due_at, at) + timedelta(days=settings.link_valid_days)
+    token = make_token(
+        secret,
+        occurrence_id=occurrence.id or 0,
+        unit_id=occurrence.unit_id,
+        expires_at=expires,
+        version=occurrence.link_version,
+    )
+    return f"{settings.base_url}/c/{token}"
+
+
+def unit_link(settings: Settings, secret: str, unit_id: str, *, at: datetime) -> str:
+    """A signed link to the unit's own page of open items, valid for link_valid_days."""
+    token = make_unit_token(secret, unit_id=unit_id, expires_at=at + timedelta(days=settings.link_valid_days))
+    return f"{settings.base_url}/u/{token}"
+
+
+def message(
+    ctx: Context, template: str, occurrence: Occurrence, duty: DutySpec, *, at: datetime, **extra: Any
+) -> tuple[str, str]:
+    program = ctx.program
+    leads = [program.units[u].name for s in duty.lead for u in program.resolve_near(s, occurrence.unit_id)]
+    text = render(
+        f"messages/{template}.txt.j2",
+        occurrence=occurrence,
+        duty=duty,
+        unit=program.units[occurrence.unit_id],
+        leads="、".join(dict.fromkeys(leads)),
+        link=confirmation_link(ctx.settings, ctx.secret, occurrence, at=at),
+        unit_link=unit_link(ctx.settings, ctx.secret, occurrence.unit_id, at=at),
+        zone=ctx.zone,
+        at=at,
+        **extra,
+    )
+    return title_and_body(text)
+
+
+def title_and_body(text: str) -> tuple[str, str]:
+    """A rendered message template: its first line is the title, the rest the body."""
+    title, _, body = text.partition("\n")
+    return title.strip(), body.strip() + "\n"
+
+
+def recipients_of(session: Session, unit_ids: list[str], *, roles: tuple[str, ...]) -> list[Contact]:
+    """Who hears of it: every active contact, or for a failover unit only its first (the rest wait their turn)."""
+    if not unit_ids:
+        return []
+    col = Contact.__table__.c  # type: ignore[attr-defined]
+    query = select(Contact).where(col.unit_id.in_(unit_ids), col.role.in_(roles), col.active.is_(True))
+    contacts = list(session.execute(query.order_by(col.unit_id, col.priority, col.id)).scalars())
+    units = Unit.__table__.c  # type: ignore[attr-defined]
+    failover_query = select(units.id).where(units.id.in_(unit_ids), units.delivery == "failover")
+    failover = set(session.execute(failover_query).scalars())
+    chosen: list[Contact] = []
+    for contact in contacts:
+        if contact.unit_id not in failover or all(c.unit_id != contact.unit_id for c in chosen):
+            chosen.append(contact)
+    return chosen
+
+
+def queue(
+    session: Session,
+    ctx: Context,
+    occurrence: Occurrence,
+    stage: str,
+    contacts: list[Contact],
+    title: str,
+    body: str,
+    *,
+    at: datetime,
+) -> None:
+    """Hand the message to the outbox, to go out when the duty's sending window is open (never at night)."""
+    duty = ctx.program.duties.get(occurrence.duty_id)
+    windows = duty is not None and ctx.settings.send_windows
+    opening = ctx.program.workdays.window_opening(at, duty.send_window, ctx.zone) if windows and duty else at
+    outbox.queue(
+        session,
+        occurrence_id=occurrence.id or 0,
+        stage=stage,
+        contacts=contacts,
+        title=title,
+        body=body,
+        at=at,
+        not_before=opening,
+    )
+
+
+def audience(session: Session, ctx: Context, occurrence: Occurrence, step: LevelSpec) -> list[Contact]:
+    program, unit_id = ctx.program, occurrence.unit_id
+    duty = program.duties[occurrence.duty_id]
+    chosen: list[Contact] = []
+    for who in step.audience:
+        if who == "unit":
+            chosen += recipients_of(session, [unit_id], roles=("staff",))
+        elif who == "unit_leaders":
+            chosen += recipients_of(session, [unit_id], roles=("leader",))
+        elif who == "lead":
+            leads = [u for selector in duty.lead for u in program.resolve_near(selector, unit_id)]
+            chosen += recipients_of(session, leads, roles=("staff",))
+        elif who == "city_office":
+            chosen += recipients_of(session, program.resolve("kind:city_office"), roles=("staff", "leader"))
+        elif who == "district_office":
+            chosen += recipients_of(session, program.resolve_near("kind:district_office", unit_id), roles=("staff",))
+    unique = {contact.id: contact for contact in chosen}
+    return list(unique.values())
