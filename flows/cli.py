@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, col
+from sqlmodel import col
 
-from calendars.loader import CalendarError, Program
+from calendars.loader import Program
 from calendars.loader import check as check_calendars
 from calendars.recurrence import Period, expand
 from calendars.schema import CalendarFile, DutySpec, WorkdayFile
-from flows import runtime, steps
+from flows import cli_ladder, runtime, steps
+from flows.cli_support import (
+    AtOption,
+    JsonOption,
+    day,
+    emit_json,
+    err,
+    fail,
+    moment,
+    occurrence_or_exit,
+    opened_store,
+    out,
+    program_or_exit,
+)
 from notify import outbox
 from notify.send import send_apprise
-from store.db import create_tables, get_engine, secret_key, session_scope, unannounced_seed
-from store.models import DELIVERY_STATES, LEVEL_NAMES, ROLES, STATUS_LABELS, STATUSES, Duty, Occurrence, Unit, User
+from store.db import create_tables, get_engine, secret_key, unannounced_seed
+from store.models import DELIVERY_STATES, LEVEL_NAMES, ROLES, STATUS_LABELS, STATUSES, Duty, Unit, User
 from store.queries import audit, day_bound, delivery_json, find_deliveries, occurrences_json, target_progress
 from store.settings import get_settings
 from web import auth
@@ -35,61 +44,6 @@ from web import auth
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="duties：城市管理常态化任务的排期、提醒、确认与督办。"
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-AtOption = Annotated[str | None, typer.Option("--at", help="以此时刻运行（ISO 8601），默认为当前时间")]
-JsonOption = Annotated[bool, typer.Option("--json", help="输出 JSON")]
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]错误：[/red]{message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def moment(value: str | None) -> datetime:
-    if value is None:
-        return runtime.now()
-    try:
-        return runtime.parse_moment(value)
-    except ValueError as exc:
-        fail(str(exc), 2)
-
-
-def day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        fail(f"{option} 需要日期（YYYY-MM-DD）：{value!r}", 2)
-
-
-def program_or_exit() -> Program:
-    try:
-        return runtime.load_calendars()
-    except CalendarError as error:
-        sys.stderr.write("".join(f"{problem}\n" for problem in error.problems))
-        fail(f"日历文件有 {len(error.problems)} 处问题，未写入任何数据。")
-
-
-@contextmanager
-def opened_store() -> Iterator[Session]:
-    """A session on the store, its tables created first if this is a new store."""
-    create_tables(get_engine())
-    with session_scope() as session:
-        yield session
-
-
-def occurrence_or_exit(session: Session, occurrence_id: int) -> Occurrence:
-    occurrence = session.get(Occurrence, occurrence_id)
-    if occurrence is None:
-        fail(f"没有 id 为 {occurrence_id} 的任务。")
-    return occurrence
-
-
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 @app.command()
@@ -193,7 +147,7 @@ def occurrences(
 def overdue(
     at: AtOption = None, as_json: JsonOption = False, limit: Annotated[int, typer.Option(help="最多显示条数")] = 1000
 ) -> None:
-    """逾期事项及其督办级别，最近升级的在前（即管理台所见）。"""
+    """逾期事项及其督办级别，级别高的在前（即管理台所见）。"""
     _list(moment(at), as_json, status="overdue", overdue_first=True, limit=limit)
 
 
@@ -246,6 +200,7 @@ def link(
     sys.stdout.write(url + "\n")
 
 
+cli_ladder.register(app)
 users = typer.Typer(no_args_is_help=True, help="管理台账号：创建、列出、生成接口令牌。")
 app.add_typer(users, name="user")
 

@@ -18,9 +18,10 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from flows import ladder
 from flows.steps import confirm, confirmation_link
 from store.db import secret_key
-from store.models import Confirmation, Duty, Occurrence, Unit
+from store.models import Confirmation, Duty, Escalation, Occurrence, Unit
 from store.queries import find_occurrences
 from store.settings import get_settings
 from web.common import NowDep, SessionDep, page, problem_page
@@ -89,6 +90,8 @@ def _confirm_page(
     response = page(
         "confirm.html",
         status_code,
+        notice=_current_notice(session, occurrence),
+        ack_path=f"/c/{token}/ack",
         occurrence=occurrence,
         duty=duty,
         unit=unit,
@@ -125,7 +128,7 @@ async def post_confirmation(
     evidence: Annotated[list[UploadFile] | None, File()] = None,
 ) -> HTMLResponse:
     occurrence, duty, _ = _occurrence_for(session, token, at)
-    quantity, problem = _read_amount(amount, is_target=duty.kind == "target")
+    quantity, problem = _read_amount(amount, is_target=duty.kind == "target" and occurrence.finding_id is None)
     photos, photo_problem = await _read_photos(note, [f for f in (evidence or []) if f.filename])
     problem = problem or photo_problem
     if problem:  # show the form again with what the unit typed, so nothing entered is lost
@@ -146,6 +149,27 @@ async def post_confirmation(
     if outcome == "closed":
         return problem_page(409, "事项已关闭", "该事项已由管理部门免除，无需确认。")
     return _confirm_page(session, token, at, outcome=outcome)
+
+
+@router.post("/c/{token}/ack", response_class=HTMLResponse)
+def acknowledge_notice(token: str, session: SessionDep, at: NowDep) -> HTMLResponse:
+    """收到: the unit has read the notice of the item's current level. Stops its repeats, not its clock."""
+    occurrence, _, unit = _occurrence_for(session, token, at)
+    done = ladder.acknowledge(session, occurrence_id=occurrence.id or 0, actor=f"unit:{unit.id}", at=at)
+    session.expire_all()
+    return _confirm_page(session, token, at, outcome="acknowledged" if done else "already")
+
+
+def _current_notice(session: Session, occurrence: Occurrence) -> Escalation | None:
+    """The issued notice of the item's current level, if there is one."""
+    if occurrence.level == 0:
+        return None
+    query = select(Escalation).where(
+        col(Escalation.occurrence_id) == occurrence.id,
+        col(Escalation.level) == occurrence.level,
+        col(Escalation.status) == "issued",
+    )
+    return session.execute(query).scalar_one_or_none()
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)

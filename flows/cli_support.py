@@ -1,0 +1,75 @@
+"""What every ``duties`` command shares: Chinese errors without tracebacks, --at and --json, the opened store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from sqlmodel import Session
+
+from calendars.loader import CalendarError, Program
+from flows import runtime
+from store.db import create_tables, get_engine, session_scope
+from store.models import Occurrence
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+AtOption = Annotated[str | None, typer.Option("--at", help="以此时刻运行（ISO 8601），默认为当前时间")]
+JsonOption = Annotated[bool, typer.Option("--json", help="输出 JSON")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]错误：[/red]{message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def moment(value: str | None) -> datetime:
+    if value is None:
+        return runtime.now()
+    try:
+        return runtime.parse_moment(value)
+    except ValueError as exc:
+        fail(str(exc), 2)
+
+
+def day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} 需要日期（YYYY-MM-DD）：{value!r}", 2)
+
+
+def program_or_exit() -> Program:
+    try:
+        return runtime.load_calendars()
+    except CalendarError as error:
+        sys.stderr.write("".join(f"{problem}\n" for problem in error.problems))
+        fail(f"日历文件有 {len(error.problems)} 处问题，未写入任何数据。")
+
+
+@contextmanager
+def opened_store() -> Iterator[Session]:
+    """A session on the store, its tables created first if this is a new store."""
+    create_tables(get_engine())
+    with session_scope() as session:
+        yield session
+
+
+def occurrence_or_exit(session: Session, occurrence_id: int) -> Occurrence:
+    occurrence = session.get(Occurrence, occurrence_id)
+    if occurrence is None:
+        fail(f"没有 id 为 {occurrence_id} 的任务。")
+    return occurrence
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
