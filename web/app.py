@@ -13,7 +13,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from store.queries import get_value
-from web import api, desk, units
+from web import api, desk, desk_ladder, units
 from web.common import NowDep, SessionDep, clock, get_session, problem_page
 
 __all__ = ["app", "clock", "get_session"]
@@ -26,6 +26,7 @@ app = FastAPI(
 )
 app.include_router(units.router)
 app.include_router(desk.router)
+app.include_router(desk_ladder.router)
 app.include_router(api.router)
 
 

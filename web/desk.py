@@ -55,6 +55,13 @@ ACTION_LABELS = {
     "reminder_queued": "发送提醒",
     "delivery_resent": "重发通知",
     "links_revoked": "作废链接",
+    "escalation_pending": "待审批升级",
+    "escalation_rejected": "不予升级",
+    "acknowledged": "单位确认收到",
+    "notice_repeated": "重发升级通知",
+    "finding_recorded": "检查发现问题",
+    "reinspected_pass": "复检通过",
+    "reinspected_fail": "复检不通过",
 }
 
 DETAIL_LABELS = {
@@ -76,6 +83,10 @@ DETAIL_LABELS = {
     "confirmation": "确认记录",
     "previous": "原状态",
     "delivery": "发件记录",
+    "document": "文号",
+    "repeat": "第几次重发",
+    "finding": "问题编号",
+    "site": "检查对象",
 }
 
 router = APIRouter(prefix="/desk")
