@@ -25,8 +25,13 @@ def insert_ignoring_conflicts(session: Session, model: type[SQLModel], rows: Seq
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = model.__table__  # type: ignore[attr-defined]
-    result = session.execute(insert(table).on_conflict_do_nothing(), list(rows))
-    return len(rows) == 1 and result.rowcount == 1  # type: ignore[attr-defined]
+    statement = insert(table).on_conflict_do_nothing()
+    if len(rows) > 1:
+        session.execute(statement, list(rows))
+        return False
+    # RETURNING says whether the row went in; rowcount does not on every driver (psycopg reports -1).
+    first_key = next(iter(table.primary_key.columns))
+    return session.execute(statement.returning(first_key), dict(rows[0])).first() is not None
 
 
 def claim(
