@@ -39,7 +39,7 @@ def escalations(session: Session, item: Occurrence) -> list[Escalation]:
 
 
 def stages(session: Session, item: Occurrence) -> list[str]:
-    query = select(Delivery.stage).where(col(Delivery.occurrence_id) == item.id).order_by(col(Delivery.id))
+    query = select(col(Delivery.stage)).where(col(Delivery.occurrence_id) == item.id).order_by(col(Delivery.id))
     return list(dict.fromkeys(session.execute(query).scalars()))
 
 
@@ -224,7 +224,7 @@ def test_every_ladder_step_is_audited(session: Session, ctx: Context, item: Occu
     climb_to_yuetan(session, ctx)
     third = escalations(session, item)[2]
     ladder.approve(session, ctx, escalation_id=third.id or 0, actor="user:boss", at=local("2026-02-27T10:00"))
-    query = select(AuditEvent.action, AuditEvent.actor).where(col(AuditEvent.occurrence_id) == item.id)
+    query = select(col(AuditEvent.action), col(AuditEvent.actor)).where(col(AuditEvent.occurrence_id) == item.id)
     events = list(session.execute(query.order_by(col(AuditEvent.id))).tuples())
     assert events == [
         ("escalated", "system"),
