@@ -11,6 +11,7 @@ import threading
 from datetime import date
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session, col
 
@@ -21,6 +22,7 @@ from notify.receivers import Inbox
 from store import db
 from store.models import AuditEvent, Delivery, DocumentCounter, Escalation, Occurrence
 from tests.conftest import local
+from tests.web_support import Clock, path_of
 
 JIAOBAN, DUBAN, YUETAN = local("2026-02-09T17:00"), local("2026-02-14T17:00"), local("2026-02-26T17:00")
 
@@ -232,3 +234,19 @@ def test_every_ladder_step_is_audited(session: Session, ctx: Context, item: Occu
         ("escalation_pending", "system"),
         ("escalated", "user:boss"),
     ]
+
+
+def test_the_unit_acknowledges_on_its_page_and_a_get_changes_nothing(
+    session: Session, ctx: Context, item: Occurrence, client: TestClient, now: Clock
+) -> None:
+    steps.escalate(session, ctx, at=JIAOBAN)
+    now.at = local("2026-02-10T09:00")
+    link = path_of(ctx, fresh(session, item), now.at)
+    page = client.get(link)
+    assert "交办通知 湖城管交〔2026〕5号" in page.text and ">收到</button>" in page.text
+    assert escalations(session, item)[0].acknowledged_at is None  # looking is not acknowledging
+    client.post(f"{link}/ack")
+    again = client.post(f"{link}/ack")
+    assert again.status_code == 200 and "已于 2026年2月10日（周二）09:00 确认收到" in again.text
+    assert escalations(session, item)[0].acknowledged_at == now.at
+    assert fresh(session, item).status_at(now.at) == "overdue"
