@@ -35,6 +35,7 @@ from flows.cli_support import (
 )
 from notify import outbox
 from notify.send import send_apprise
+from store import migrate
 from store.db import create_tables, get_engine, secret_key, unannounced_seed
 from store.models import DELIVERY_STATES, LEVEL_NAMES, ROLES, STATUS_LABELS, STATUSES, Duty, Unit, User
 from store.queries import audit, day_bound, delivery_json, find_deliveries, occurrences_json, target_progress
@@ -48,13 +49,18 @@ app = typer.Typer(
 
 @app.command()
 def init(at: AtOption = None) -> None:
-    """创建数据库（尚不支持升级旧库），并载入日历与单位。"""
+    """创建数据库或升级到最新版本，并载入日历与单位。"""
     when = moment(at)
     program = program_or_exit()
+    before, after = migrate.upgrade(get_engine())
     with opened_store() as session:
         changed = steps.sync_program(session, program, at=when)
     settings = get_settings()
     out.print(f"数据库：{settings.resolved_database_url.split('@')[-1]}")
+    if before is None:
+        out.print(f"数据库版本 {after}")
+    elif before != after:
+        out.print(f"数据库已升级：{before} → {after}（数据保持不变）")
     out.print(
         f"已载入 {len(program.units)} 个单位、{len(program.duties)} 项任务、{len(program.ladders)} 个督办阶梯"
         + ("" if changed else "（无变化）")

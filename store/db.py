@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from store.models import Setting
 from store.settings import get_settings
@@ -52,9 +52,10 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
 
 
 def create_tables(engine: Engine) -> None:
-    import store.models  # noqa: F401  (registers the tables)
+    """Create a new store, or upgrade an existing one to the newest migration (store/migrate.py)."""
+    from store import migrate
 
-    SQLModel.metadata.create_all(engine)
+    migrate.upgrade(engine)
 
 
 def secret_key(session: Session) -> str:
