@@ -35,6 +35,7 @@ from flows.cli_support import (
 )
 from notify import outbox
 from notify.send import send_apprise
+from store import backup as backups
 from store import migrate
 from store.db import create_tables, get_engine, secret_key, unannounced_seed
 from store.models import DELIVERY_STATES, LEVEL_NAMES, ROLES, STATUS_LABELS, STATUSES, Duty, Unit, User
@@ -207,6 +208,58 @@ def link(
 
 
 cli_ladder.register(app)
+
+
+@app.command("backup")
+def backup_command(
+    target: Annotated[Path | None, typer.Argument(help="备份文件（.tar.gz），默认 var/backups/ 下按时间命名")] = None,
+    at: AtOption = None,
+) -> None:
+    """备份：SQLite 数据库（在线备份，服务可继续运行）、全部照片和校验清单。PostgreSQL 请另用 pg_dump。"""
+    when = moment(at)
+    settings = get_settings()
+    path = target or settings.var_dir / "backups" / f"duties-{when.astimezone(settings.zone):%Y%m%d-%H%M%S}.tar.gz"
+    try:
+        manifest = backups.backup(
+            get_engine(), database_path=sqlite_path(), var_dir=settings.var_dir, target=path, at=when
+        )
+    except backups.BackupError as problem:
+        fail(str(problem))
+    out.print(
+        f"已备份到 {path}：{sum(manifest.counts.values())} 行数据，{len(manifest.evidence)} 张照片。", highlight=False
+    )
+    if sqlite_path() is None:
+        out.print("数据库为 PostgreSQL：本文件只含照片和清单，数据库请用 pg_dump 备份（见 README）。")
+
+
+@app.command("restore")
+def restore_command(
+    source: Annotated[Path, typer.Argument(help="duties backup 生成的备份文件")],
+    at: AtOption = None,
+) -> None:
+    """从备份恢复数据库与照片（请先停止服务）。被替换的数据库另存为 *.before-restore-时间。"""
+    when = moment(at)
+    settings = get_settings()
+    try:
+        manifest, kept = backups.restore(source, database_path=sqlite_path(), var_dir=settings.var_dir, at=when)
+    except backups.BackupError as problem:
+        fail(str(problem))
+    get_engine.cache_clear()
+    restored = backups.row_counts(get_engine())
+    lost = {t: n for t, n in manifest.counts.items() if restored.get(t) != n}
+    if lost:
+        fail(f"恢复后的行数与备份清单不符：{lost}")
+    rows, photos = sum(manifest.counts.values()), len(manifest.evidence)
+    out.print(f"已恢复 {source}（{manifest.created_at}）：{rows} 行，{photos} 张照片。", highlight=False)
+    if kept is not None:
+        out.print(f"原数据库已另存为 {kept}", highlight=False)
+
+
+def sqlite_path() -> Path | None:
+    url = get_settings().resolved_database_url
+    return Path(url.split("///", 1)[1]) if url.startswith("sqlite") else None
+
+
 users = typer.Typer(no_args_is_help=True, help="管理台账号：创建、列出、生成接口令牌。")
 app.add_typer(users, name="user")
 
