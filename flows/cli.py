@@ -19,7 +19,7 @@ from calendars.loader import Program
 from calendars.loader import check as check_calendars
 from calendars.recurrence import Period, expand
 from calendars.schema import CalendarFile, DutySpec, WorkdayFile
-from flows import cli_ladder, runtime, steps
+from flows import cli_ladder, health, runtime, steps
 from flows.cli_support import (
     AtOption,
     JsonOption,
@@ -37,7 +37,7 @@ from notify import outbox
 from notify.send import send_apprise
 from store import backup as backups
 from store import migrate
-from store.db import create_tables, get_engine, secret_key, unannounced_seed
+from store.db import create_tables, get_engine, secret_key, session_scope, unannounced_seed
 from store.models import DELIVERY_STATES, LEVEL_NAMES, ROLES, STATUS_LABELS, STATUSES, Duty, Unit, User
 from store.queries import audit, day_bound, delivery_json, find_deliveries, occurrences_json, target_progress
 from store.settings import get_settings
@@ -208,6 +208,28 @@ def link(
 
 
 cli_ladder.register(app)
+
+
+@app.command()
+def status(at: AtOption = None, as_json: JsonOption = False) -> None:
+    """运行状态：数据库、Prefect 接口、上次心跳距今多久（与 /healthz 相同）。异常时退出码为 1。"""
+    when = moment(at)
+    with session_scope() as session:
+        body = health.report(session, at=when)
+    if as_json:
+        emit_json(body)
+    else:
+        labels = {"ok": "正常", "degraded": "部分异常", "error": "故障"}
+        out.print(f"状态：{labels[body['status']]}", highlight=False)
+        out.print(f"数据库：{body['database']}", highlight=False)
+        if "prefect_api" in body:
+            out.print(f"Prefect 接口：{body['prefect_api']}（{body['prefect_api_url']}）", highlight=False)
+            age = body["last_tick_age_seconds"]
+            out.print(
+                "上次心跳：从未" if age is None else f"上次心跳：{age} 秒前（{body['last_tick_at']}）", highlight=False
+            )
+    if body["status"] != "ok":
+        raise typer.Exit(1)
 
 
 @app.command("backup")

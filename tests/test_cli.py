@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -115,3 +116,14 @@ def test_link_revoke_and_unit_link(sqlite_store: str) -> None:
     assert code == 0 and "/u/" in unit_link
     code, _, err = run("link")
     assert code == 2 and "二者选一" in err
+
+
+def test_status_says_what_healthz_says(sqlite_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # the discard port: nothing answers there
+    run("tick", "--at", "2026-02-03T09:55")
+    code, out, _ = run("status", "--json", "--at", "2026-02-03T10:00")
+    body = json.loads(out)
+    assert code == 1 and body["status"] == "degraded" and body["database"] == "ok"
+    assert body["last_tick_age_seconds"] == 300 and body["prefect_api"].startswith("unreachable")
+    code, out, _ = run("status", "--at", "2026-02-03T10:00")
+    assert code == 1 and "状态：部分异常" in out and "上次心跳：300 秒前" in out

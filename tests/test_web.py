@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -162,10 +167,47 @@ def test_api_rejects_bad_filters_with_json_and_unknown_pages_in_chinese(client: 
     assert missing.status_code == 404 and "页面不存在" in missing.text
 
 
-def test_healthz_reports_the_store_and_the_last_tick(
-    client: TestClient, ctx: Context, session: Session, now: Clock
+def test_healthz_reports_the_store_prefect_and_the_last_tick(
+    client: TestClient, ctx: Context, session: Session, now: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert client.get("/healthz").json()["last_tick_at"] is None
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")  # nothing listens there
+    first = client.get("/healthz").json()
+    assert first["last_tick_at"] is None and first["status"] == "degraded"
+    assert first["prefect_api"].startswith("unreachable")
     steps.tick(session, ctx, at=local("2026-02-03T09:55"))
-    body = client.get("/healthz").json()
-    assert body["status"] == "ok" and body["database"] == "ok" and body["last_tick_age_seconds"] == 300
+    with prefect_health_endpoint() as url:
+        monkeypatch.setenv("PREFECT_API_URL", url)
+        body = client.get("/healthz").json()
+    assert body["status"] == "ok" and body["database"] == "ok" and body["prefect_api"] == "ok"
+    assert body["last_tick_age_seconds"] == 300 and not body["ticks_stale"]
+    now.at = local("2026-02-03T11:00")  # an hour without a tick
+    assert client.get("/healthz").json()["ticks_stale"] is True
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def prefect_health_endpoint() -> Iterator[str]:
+    """A loopback server that answers /api/health as a Prefect server does."""
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"true")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -100,7 +100,9 @@ def _campaigns_page(
     entered: dict[str, str] | None = None,
 ) -> HTMLResponse:
     counts = dict(
-        session.execute(select(col(Finding.campaign_id), func.count()).group_by(col(Finding.campaign_id))).tuples().all()
+        session.execute(select(col(Finding.campaign_id), func.count()).group_by(col(Finding.campaign_id)))
+        .tuples()
+        .all()
     )
     rows = list(session.execute(select(Campaign).order_by(col(Campaign.id).desc())).scalars())
     chained = [(d.id, d.title) for d in program().duties.values() if d.chain is not None]
