@@ -97,7 +97,7 @@ def reject(session: Session, ctx: Context, *, escalation_id: int, reason: str, a
         select(Escalation).where(Escalation.occurrence_id == occurrence.id, Escalation.level == below)  # type: ignore[arg-type]
     ).scalar_one_or_none()
     occurrence.level, occurrence.level_at = below, previous.at if previous else None
-    if duty is not None and ladder is not None:
+    if duty is not None and ladder is not None and _open(occurrence, at):  # a done item needs no clock
         workdays = ladder.levels[below - 1].timeout_workdays if below else max(ladder.grace_workdays, 1)
         occurrence.next_escalate_at = _deadline(ctx, duty, workdays, at)
     session.add(occurrence)
@@ -184,12 +184,12 @@ def document_name(prefix: str, year: int, number: int) -> str:
 
 
 def pending(session: Session) -> list[tuple[Escalation, Occurrence]]:
-    """Levels waiting for a manager's approval, oldest first."""
+    """Levels waiting for a manager's approval, oldest first; not those of items done or waived meanwhile."""
     col, items = Escalation.__table__.c, Occurrence.__table__.c  # type: ignore[attr-defined]
     query = (
         select(Escalation, Occurrence)
         .join(Occurrence, items.id == col.occurrence_id)
-        .where(col.status == "pending")
+        .where(col.status == "pending", items.done_at.is_(None), items.waived_at.is_(None))
         .order_by(col.at, col.id)
     )
     return list(session.execute(query).tuples().all())

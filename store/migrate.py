@@ -1,7 +1,8 @@
 """Create or upgrade the store with alembic (store/migrations).
 
 A new store is created from the models and stamped at the newest revision (one step, fast); an existing one is
-upgraded. A store made by the first release has tables but no alembic_version: it is stamped at 0001 first.
+upgraded. A store with tables but no alembic_version was made by create_all: by the first release (stamped 0001,
+then upgraded) or, when its tables already match the models, by a later build (stamped at the newest revision).
 On PostgreSQL an advisory lock keeps two processes from migrating at once.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -39,6 +41,11 @@ def current(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+def _differs(connection: Connection) -> bool:
+    """Whether the tables differ from what the models describe (then they are the first release's)."""
+    return bool(compare_metadata(MigrationContext.configure(connection), SQLModel.metadata))
+
+
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the store to the newest revision. Returns (revision before, after); before is None for a new store."""
     import store.models  # noqa: F401  (registers the tables)
@@ -53,8 +60,8 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             SQLModel.metadata.create_all(connection)
             command.stamp(cfg, "head")
             return None, head()
-        if before is None:
-            command.stamp(cfg, FIRST)  # made by the first release, which had no migrations
-            before = FIRST
+        if before is None:  # tables without a version: made by create_all, by the first release or a later build
+            before = FIRST if _differs(connection) else head()
+            command.stamp(cfg, before)
         command.upgrade(cfg, "head")
     return before, head()

@@ -116,8 +116,8 @@ def check(session: Session, item_id: int, before: tuple[bool, int]) -> None:
     notices = [detail["level"] for detail in climbed]
     assert len(notices) == len(set(notices)), f"a level's notice was sent twice: {notices}"
     was_done, had = before
-    if was_done and item.done_at is not None:
-        assert len(levels) == had, "climbed while done"
+    if was_done and item.done_at is not None:  # a pending level may be rejected while done, never added
+        assert len(levels) <= had, "climbed while done"
 
 
 def test_the_ladder_never_skips_never_climbs_when_done_never_repeats_a_notice(session: Session, ctx: Context) -> None:
