@@ -9,7 +9,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 QUIET_WARNINGS := { grep -v "is ignored: it is neither" || true; }
 
-.PHONY: install browser run test test-fast lint bench clean
+.PHONY: install browser run distributed test test-fast lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ browser:
 run: install
 	$(BIN)/duties init
 	$(BIN)/duties serve --receivers
+
+## Prefect server on PostgreSQL, a process work pool with two workers, the web app under two uvicorn workers, and
+## the duties store on PostgreSQL, all on this machine against the local PostgreSQL (README: "Running it beyond one
+## machine"). Foreground; Ctrl-C stops it.
+distributed: install
+	$(BIN)/python -m flows.cluster
 
 ## The whole suite (with the browser tests when chromium is installed or installable), then ruff and mypy.
 test: install browser

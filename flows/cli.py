@@ -582,13 +582,14 @@ def serve(
     receivers: Annotated[
         bool, typer.Option("--receivers", help="同时启动本机演示收件服务（SMTP 8025、HTTP 8026）")
     ] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="网页服务进程数（uvicorn workers）")] = 1,
 ) -> None:
     """运行网页服务与定时流程（本机 Prefect 服务器，SQLite 存于 var/）。"""
     from flows.serve import run_service
 
     program_or_exit()
     create_tables(get_engine())
-    run_service(host=host, port=port, scheduler=not no_scheduler, receivers=receivers)
+    run_service(host=host, port=port, scheduler=not no_scheduler, receivers=receivers, workers=workers)
 
 
 @app.command("receivers")

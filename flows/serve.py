@@ -28,7 +28,7 @@ PREFECT_QUIET = {
 }
 
 
-def run_service(*, host: str, port: int, scheduler: bool, receivers: bool) -> None:
+def run_service(*, host: str, port: int, scheduler: bool, receivers: bool, workers: int = 1) -> None:
     children: list[subprocess.Popen[bytes]] = []
     # uvicorn re-raises SIGTERM after its own shutdown; turn it into SystemExit so the children are stopped below.
     signal.signal(signal.SIGTERM, _exit_on_signal)
@@ -36,17 +36,20 @@ def run_service(*, host: str, port: int, scheduler: bool, receivers: bool) -> No
     logs.mkdir(parents=True, exist_ok=True)
     try:
         if receivers:
-            children.append(_spawn([sys.executable, "-m", "flows.cli", "receivers"], logs / "receivers.log"))
+            children.append(spawn([sys.executable, "-m", "flows.cli", "receivers"], logs / "receivers.log"))
             # The demo's messages go to local receivers, so they need not wait for office hours to be seen.
             os.environ.setdefault("DUTIES_SEND_WINDOWS", "false")
         if scheduler:
             threading.Thread(target=_start_scheduler, args=(children, logs), daemon=True).start()
-        from web.app import app
+        if workers > 1:  # several processes: uvicorn imports the app by name in each of them
+            uvicorn.run("web.app:app", host=host, port=port, log_level="info", workers=workers)
+        else:
+            from web.app import app
 
-        uvicorn.run(app, host=host, port=port, log_level="info")
+            uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         for child in reversed(children):
-            _stop(child)
+            stop(child)
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -61,18 +64,16 @@ def _start_scheduler(children: list[subprocess.Popen[bytes]], logs: Path) -> Non
         env.update(PREFECT_QUIET, PREFECT_HOME=str(home))
         port = settings.prefect_port
         command = ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"]
-        children.append(
-            _spawn([str(Path(sys.executable).parent / command[0]), *command[1:]], logs / "prefect.log", env)
-        )
+        children.append(spawn([str(Path(sys.executable).parent / command[0]), *command[1:]], logs / "prefect.log", env))
         env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
-        if not _wait_healthy(env["PREFECT_API_URL"], timeout=120):
+        if not wait_healthy(env["PREFECT_API_URL"], timeout=120):
             print(f"Prefect 服务器未能启动，见 {logs / 'prefect.log'}", file=sys.stderr, flush=True)
             return
     print(f"Prefect 服务器：{env['PREFECT_API_URL']}（界面 {env['PREFECT_API_URL'].removesuffix('/api')}）", flush=True)
-    children.append(_spawn([sys.executable, "-m", "flows.runner"], logs / "runner.log", env))
+    children.append(spawn([sys.executable, "-m", "flows.runner"], logs / "runner.log", env))
 
 
-def _wait_healthy(api_url: str, *, timeout: float) -> bool:
+def wait_healthy(api_url: str, *, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
@@ -82,12 +83,12 @@ def _wait_healthy(api_url: str, *, timeout: float) -> bool:
     return False
 
 
-def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("ab") as sink:
         return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
-def _stop(child: subprocess.Popen[bytes]) -> None:
+def stop(child: subprocess.Popen[bytes]) -> None:
     if child.poll() is not None:
         return
     child.send_signal(signal.SIGINT)

@@ -12,7 +12,9 @@ from flows import runtime, steps
 from store.db import create_tables, get_engine, session_scope
 
 
-@flow(name="duties-tick", retries=0)
+# One retry: every step is idempotent (claims and unique keys), so a tick that lost a race with another, such as a
+# deadlock between two planners on PostgreSQL, may safely run again at once instead of waiting five minutes.
+@flow(name="duties-tick", retries=1, retry_delay_seconds=2)
 def tick_flow(at: str | None = None) -> dict[str, Any]:
     """One heartbeat: plan the horizon, send the reminders that are due, escalate the overdue."""
     when = runtime.parse_moment(at) if at else runtime.now()

@@ -24,7 +24,8 @@ from store import db
 from store.settings import get_settings
 
 # browser, phone_page, desk_page, screenshot; now, client, item (the web tests' frozen clock, client and item)
-pytest_plugins = ["tests.browser_support", "tests.web_support"]
+# prefect_api: a real Prefect server, once per session
+pytest_plugins = ["tests.browser_support", "tests.web_support", "tests.prefect_support"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHANGHAI = ZoneInfo("Asia/Shanghai")
