@@ -65,3 +65,26 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
             command.stamp(cfg, before)
         command.upgrade(cfg, "head")
     return before, head()
+
+
+def new_revision(message: str) -> None:
+    """Write a migration for what the models changed: autogenerate against a scratch store at the newest revision."""
+    import tempfile
+
+    from sqlalchemy import create_engine
+
+    with tempfile.TemporaryDirectory() as scratch:
+        engine = create_engine(f"sqlite:///{scratch}/scratch.db")
+        with engine.begin() as connection:
+            cfg = config(connection)
+            command.upgrade(cfg, "head")
+            command.revision(cfg, message=message, autogenerate=True, rev_id=f"{int(head()) + 1:04d}")
+        engine.dispose()
+
+
+if __name__ == "__main__":  # python -m store.migrate "what changed"
+    import sys
+
+    import store.models  # noqa: F401  (registers the tables)
+
+    new_revision(" ".join(sys.argv[1:]) or "changes")
