@@ -146,7 +146,10 @@ def occurrences(
         fail(f"--status 只能是 {'|'.join(STATUSES)}", 2)
     first, last = day(start, "--from"), day(end, "--to")
     zone = get_settings().zone
-    lo, hi = day_bound(first, zone), day_bound(last, zone, end=True)
+    try:
+        lo, hi = day_bound(first, zone), day_bound(last, zone, end=True)
+    except ValueError as problem:
+        fail(str(problem), 2)
     _list(moment(at), as_json, unit=unit, duty=duty, status=status, start=lo, end=hi, limit=limit)
 
 

@@ -181,10 +181,19 @@ def occurrences_json(session: Session, *, at: datetime, zone: Any, **filters: An
     return [occurrence_json(o, d, u, at=at, zone=zone) for o, d, u in find_occurrences(session, at=at, **filters)]
 
 
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
+
+
 def day_bound(value: date | None, zone: Any, *, end: bool = False) -> datetime | None:
-    """Local midnight starting ``value`` (or, for an end bound, the day after), for date filters."""
+    """Local midnight starting ``value`` (or, for an end bound, the day after), for date filters.
+
+    Raises ValueError for a day outside 1900–2999: such a bound is a typing mistake, and near year 1 or 9999 the
+    conversion to UTC overflows.
+    """
     if value is None:
         return None
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise ValueError(f"日期超出范围（{FIRST_DAY}–{LAST_DAY}）：{value}")
     return datetime.combine(value + timedelta(days=1 if end else 0), datetime.min.time(), tzinfo=zone)
 
 

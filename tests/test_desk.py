@@ -203,7 +203,7 @@ def test_the_api_needs_a_token_and_acts_like_the_desk(
     headers = api_headers(session, "script")
     assert client.get("/api/me", headers=headers).json() == {"username": "script", "role": "city", "district": None}
     refused = client.post(f"/api/occurrences/{item.id}/waive", json={"reason": ""}, headers=headers)
-    assert refused.status_code == 422 and refused.json()["detail"] == "请填写理由。"
+    assert refused.status_code == 409 and refused.json()["detail"] == "请填写理由。"
     done = client.post(
         f"/api/occurrences/{item.id}/extend", json={"reason": "顺延", "due": "2026-02-13"}, headers=headers
     )

@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlmodel import Session
@@ -20,7 +21,7 @@ from store.queries import count_occurrences, day_bound, occurrence_json, occurre
 from store.settings import get_settings
 from web import auth
 from web.auth import Scope
-from web.common import NowDep, SessionDep
+from web.common import NowDep, RowId, SessionDep
 from web.desk import failed_checks, scoped_item, take_action, timeline
 
 bearer = HTTPBearer(auto_error=False, description="`duties user token USERNAME` 生成的令牌")
@@ -29,7 +30,6 @@ StatusQuery = Annotated[str | None, Query(pattern="^(" + "|".join(STATUSES) + ")
 LevelQuery = Annotated[int | None, Query(ge=min(LEVEL_NAMES), le=max(LEVEL_NAMES))]
 Limit = Annotated[int, Query(ge=1, le=5000)]
 Text = Annotated[str, Field(max_length=500)]
-ItemId = Annotated[int, Path(ge=1, le=2**62)]  # beyond a 64-bit integer the database could not even look
 
 
 def api_scope(
@@ -107,8 +107,12 @@ def _filters(scope: Scope, given: dict[str, Any]) -> dict[str, Any]:
     zone = get_settings().zone
     filters = {k: given.get(k) for k in ("unit", "duty", "family", "status", "level")}
     filters["district"] = scope.district_filter or given.get("district")
-    filters["start"] = day_bound(given.get("start"), zone)
-    filters["end"] = day_bound(given.get("end"), zone, end=True)
+    for key, alias, end in (("start", "from", False), ("end", "to", True)):
+        try:
+            filters[key] = day_bound(given.get(key), zone, end=end)
+        except ValueError as problem:  # the same 422 as any other bad query value
+            error = {"loc": ["query", alias], "msg": str(problem), "type": "value_error"}
+            raise RequestValidationError([error]) from None
     filters["hide_unannounced"] = scope.role != "city"
     return filters
 
@@ -121,7 +125,7 @@ def _item_or_404(session: Session, scope: Scope, occurrence_id: int) -> Any:
 
 
 @router.get("/occurrences/{occurrence_id}")
-def one_occurrence(occurrence_id: ItemId, session: SessionDep, at: NowDep, scope: ScopeDep) -> dict[str, Any]:
+def one_occurrence(occurrence_id: RowId, session: SessionDep, at: NowDep, scope: ScopeDep) -> dict[str, Any]:
     """One item with its timeline (the audit events) and the unit's failed 核查 count."""
     occurrence, duty, unit = _item_or_404(session, scope, occurrence_id)
     data = occurrence_json(occurrence, duty, unit, at=at, zone=get_settings().zone)
@@ -158,21 +162,29 @@ class ActionDone(BaseModel):
     occurrence: dict[str, Any]
 
 
-@router.post("/occurrences/{occurrence_id}/{action}", response_model=ActionDone)
+class Refusal(BaseModel):
+    detail: str  # why, in Chinese, for the script's operator
+
+
+@router.post(
+    "/occurrences/{occurrence_id}/{action}",
+    response_model=ActionDone,
+    responses={409: {"model": Refusal, "description": "该事项当前状态不能执行此操作（原因见 detail）"}},
+)
 def act(
-    occurrence_id: ItemId,
+    occurrence_id: RowId,
     action: Literal["extend", "park", "reopen", "waive", "talk", "verify"],
     body: Action,
     session: SessionDep,
     at: NowDep,
     scope: ScopeDep,
 ) -> ActionDone:
-    """Take an action on one item; 422 with the reason in Chinese when it cannot be taken."""
+    """Take an action on one item; 409 with the reason in Chinese when the item's state does not allow it."""
     _item_or_404(session, scope, occurrence_id)
     try:
         take_action(session, action, occurrence_id, body.model_dump(), actor=f"api:{scope.username}", at=at)
     except ActionError as refusal:
         session.rollback()
-        raise HTTPException(422, str(refusal)) from None
+        raise HTTPException(409, str(refusal)) from None
     occurrence, duty, unit = _item_or_404(session, scope, occurrence_id)
     return ActionDone(ok=True, occurrence=occurrence_json(occurrence, duty, unit, at=at, zone=get_settings().zone))

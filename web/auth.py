@@ -150,4 +150,5 @@ def new_csrf_token() -> str:
 
 def csrf_ok(cookie: str | None, submitted: str | None) -> bool:
     """Double-submit: the form's hidden field must equal the cookie another site can neither read nor set."""
-    return bool(cookie) and bool(submitted) and hmac.compare_digest(str(cookie), str(submitted))
+    # Bytes: compare_digest refuses str with characters beyond ASCII, and a forged form may carry any.
+    return bool(cookie) and bool(submitted) and hmac.compare_digest(str(cookie).encode(), str(submitted).encode())

@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import Depends
+from fastapi import Depends, Path
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
@@ -29,6 +29,8 @@ def clock() -> datetime:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+# A row id in a path: beyond a 64-bit integer the database could not even look, so it is a 422, not a 500.
+RowId = Annotated[int, Path(ge=1, le=2**62)]
 NowDep = Annotated[datetime, Depends(clock)]
 
 

@@ -37,7 +37,7 @@ from store.queries import count_occurrences, day_bound, delivery_json, find_deli
 from store.settings import get_settings
 from web import auth
 from web.auth import Scope
-from web.common import NowDep, SessionDep, page, problem_page, program
+from web.common import NowDep, RowId, SessionDep, page, problem_page, program
 from web.units import evidence_path
 
 PAGE_SIZE = 100
@@ -260,7 +260,7 @@ def _filters(scope: Scope, chosen: dict[str, str]) -> tuple[dict[str, Any], str]
     filters["district"] = scope.district_filter or chosen["district"] or None
     if chosen["status"] in STATUSES:
         filters["status"] = chosen["status"]
-    if chosen["level"].isdigit() and int(chosen["level"]) in LEVEL_NAMES:
+    if chosen["level"] in {str(level) for level in LEVEL_NAMES}:
         filters["level"] = int(chosen["level"])
     for name, key, is_end in (("from", "start", False), ("to", "end", True)):
         if not chosen[name]:
@@ -303,7 +303,7 @@ def not_found() -> HTMLResponse:
 
 
 @router.get("/items/{occurrence_id}", response_class=HTMLResponse)
-def item(request: Request, occurrence_id: int, session: SessionDep, at: NowDep, user: UserDep) -> HTMLResponse:
+def item(request: Request, occurrence_id: RowId, session: SessionDep, at: NowDep, user: UserDep) -> HTMLResponse:
     return _item_page(request, session, user, occurrence_id, at)
 
 
@@ -371,7 +371,7 @@ def failed_checks(session: Session, unit_id: str) -> int:
 
 @router.post("/items/{occurrence_id}/{action}", response_class=HTMLResponse)
 async def act(
-    request: Request, occurrence_id: int, action: str, session: SessionDep, at: NowDep, user: UserDep
+    request: Request, occurrence_id: RowId, action: str, session: SessionDep, at: NowDep, user: UserDep
 ) -> Response:
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     refused = check_csrf(request, form.get("csrf"))
@@ -437,7 +437,7 @@ def _number(value: Any, label: str) -> int:
 
 
 @router.get("/items/{occurrence_id}/evidence/{name}")
-def evidence(occurrence_id: int, name: str, session: SessionDep, user: UserDep) -> Response:
+def evidence(occurrence_id: RowId, name: str, session: SessionDep, user: UserDep) -> Response:
     """A photo a unit uploaded for this item, to managers who may see the item."""
     if scoped_item(session, auth.scope_of(user), occurrence_id) is None:
         return not_found()
@@ -464,7 +464,7 @@ def deliveries(request: Request, session: SessionDep, at: NowDep, user: UserDep,
 @router.post("/deliveries/{delivery_id}/resend", response_class=HTMLResponse)
 def resend(
     request: Request,
-    delivery_id: int,
+    delivery_id: RowId,
     session: SessionDep,
     at: NowDep,
     user: UserDep,

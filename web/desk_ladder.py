@@ -18,7 +18,7 @@ from flows.inspections import InspectionError, Responsible
 from flows.ladder import LadderError
 from store.models import Campaign, Finding, Unit, User
 from store.settings import get_settings
-from web.common import NowDep, SessionDep, problem_page, program
+from web.common import NowDep, RowId, SessionDep, problem_page, program
 from web.desk import UserDep, check_csrf, desk_page
 
 router = APIRouter(prefix="/desk")
@@ -53,7 +53,7 @@ def approvals(request: Request, session: SessionDep, at: NowDep, user: UserDep) 
 @router.post("/approvals/{escalation_id}/{decision}", response_class=HTMLResponse)
 def decide(
     request: Request,
-    escalation_id: int,
+    escalation_id: RowId,
     decision: str,
     session: SessionDep,
     at: NowDep,
@@ -148,7 +148,7 @@ def new_campaign(
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
-def campaign(request: Request, campaign_id: int, session: SessionDep, at: NowDep, user: UserDep) -> Response:
+def campaign(request: Request, campaign_id: RowId, session: SessionDep, at: NowDep, user: UserDep) -> Response:
     refused = _city_only(user)
     return refused or _campaign_page(request, session, user, campaign_id, at)
 
@@ -192,7 +192,7 @@ def _campaign_page(
 @router.post("/campaigns/{campaign_id}/findings", response_class=HTMLResponse)
 def add_finding(
     request: Request,
-    campaign_id: int,
+    campaign_id: RowId,
     session: SessionDep,
     at: NowDep,
     user: UserDep,
@@ -231,8 +231,8 @@ def add_finding(
 @router.post("/campaigns/{campaign_id}/findings/{finding_id}/reinspect", response_class=HTMLResponse)
 def reinspect(
     request: Request,
-    campaign_id: int,
-    finding_id: int,
+    campaign_id: RowId,
+    finding_id: RowId,
     session: SessionDep,
     at: NowDep,
     user: UserDep,
@@ -263,7 +263,7 @@ def reinspect(
 
 
 @router.get("/campaigns/{campaign_id}/lists.xlsx")
-def export_xlsx(campaign_id: int, session: SessionDep, at: NowDep, user: UserDep) -> Response:
+def export_xlsx(campaign_id: RowId, session: SessionDep, at: NowDep, user: UserDep) -> Response:
     refused = _city_only(user)
     found = session.get(Campaign, campaign_id)
     if refused or found is None:
@@ -275,7 +275,7 @@ def export_xlsx(campaign_id: int, session: SessionDep, at: NowDep, user: UserDep
 
 
 @router.get("/campaigns/{campaign_id}/lists/{name}.csv")
-def export_csv(campaign_id: int, name: str, session: SessionDep, at: NowDep, user: UserDep) -> Response:
+def export_csv(campaign_id: RowId, name: str, session: SessionDep, at: NowDep, user: UserDep) -> Response:
     refused = _city_only(user)
     if refused:
         return refused
