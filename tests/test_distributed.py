@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pytest
 import yaml
@@ -108,19 +107,19 @@ def workers(prefect_api: str, store: str, tmp_path: Path) -> Iterator[dict[str, 
                 os.killpg(worker.pid, signal.SIGKILL)
 
 
-async def finish_all(ids: list[UUID]) -> list[Any]:
-    """Prefect's own wait for each run's end (it polls the API), all at once."""
+async def run_all(moments: list[str]) -> list[Any]:
+    """Create one tick run per moment, all before any finishes, then wait for each with Prefect's own wait."""
+    from prefect.deployments import arun_deployment
     from prefect.flow_runs import wait_for_flow_run
 
-    return list(await asyncio.gather(*(wait_for_flow_run(run_id, timeout=300, poll_interval=1) for run_id in ids)))
+    runs = [await arun_deployment("duties-tick/tick", parameters={"at": m}, timeout=0) for m in moments]
+    return list(await asyncio.gather(*(wait_for_flow_run(run.id, timeout=300, poll_interval=1) for run in runs)))
 
 
 @pytest.mark.parametrize("any_database_url", ["postgresql"], indirect=True)
 def test_overlapping_ticks_on_two_workers_deliver_each_reminder_once(
     calendars_dir: Path, fresh_inbox: Inbox, workers: dict[str, str]
 ) -> None:
-    from prefect.deployments import run_deployment
-
     from flows import runtime, steps
     from flows.runtime import make_context
 
@@ -134,10 +133,9 @@ def test_overlapping_ticks_on_two_workers_deliver_each_reminder_once(
         assert steps.plan(session, ctx, **week, at=at, only={"load-weekly"}) == UNITS
     # A schedule that fires three times at once, and two more ticks a minute later, all overlapping.
     moments = [AT, AT, AT, "2026-02-02T09:31", "2026-02-02T09:31"]
-    runs: list[Any] = [run_deployment("duties-tick/tick", parameters={"at": m}, timeout=0) for m in moments]
-    finished = asyncio.run(finish_all([run.id for run in runs]))
+    finished = asyncio.run(run_all(moments))
     outcomes = [(run.state.type.value, run.state.message) for run in finished if run.state]
-    assert [kind for kind, _ in outcomes] == ["COMPLETED"] * len(runs), outcomes
+    assert [kind for kind, _ in outcomes] == ["COMPLETED"] * len(moments), outcomes
     hooks = [post for post in fresh_inbox.posts if post.path.startswith("/hook/load-")]
     per_unit = Counter(post.path for post in hooks)
     assert len(per_unit) == UNITS and set(per_unit.values()) == {1}, "a reminder went missing or arrived twice"
