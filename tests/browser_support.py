@@ -70,9 +70,13 @@ def find_chromium() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless chromium for the session; skips every browser test when it is missing or will not start."""
+    """One headless chromium per test module; skips every browser test when it is missing or will not start.
+
+    Not per session: Playwright's sync API keeps an event loop running in the main thread while it is open, and
+    later tests that use asyncio (Prefect's client, asyncio.run) would find it and fail.
+    """
     executable = find_chromium()
     if executable is None:
         looked = os.environ.get("DUTIES_CHROMIUM") or ", ".join(CHROMIUM_CANDIDATES)
