@@ -62,6 +62,9 @@ test-fast: install
 ## Benchmarks: each prints its figures beside a baseline measured in the same run.
 bench: install
 	$(BIN)/python -m bench.dispatch
+	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.confirm
+	$(BIN)/python -m bench.prefect_flows
 
 lint: install
 	$(BIN)/ruff check .
