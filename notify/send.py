@@ -58,29 +58,36 @@ def send_apprise(url: str, title: str, body: str, *, key: str = "") -> Outcome:
     return Outcome("sent" if ok else classify_failure(log), log[-4000:])
 
 
-class _Recorder(logging.Handler):
+class _Recorder(logging.Filter):
     """Keeps, per call, apprise's INFO-and-above lines and the low-level exception behind a failure.
 
     Installed once instead of apprise's LogCapture per message: that formats every DEBUG line apprise writes, which
     cost a third of the sending time. The "Socket Exception" DEBUG line is kept because only it tells a read timeout
     (the message may have arrived) from a refused connection (it did not). A context variable finds the right call's
     list, also from a thread that copied the caller's context.
+
+    A filter on the apprise logger rather than a handler: it sees each record first, keeps what the delivery's log
+    needs, and lets on only what the logger would have let on without our DEBUG level, so a worker's console is not
+    flooded with apprise's DEBUG lines while we record them.
     """
 
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
+        super().__init__()
         self.lines: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("duties_send_log", default=None)
-        self.setFormatter(logging.Formatter("%(asctime)s - %(levelname)s - %(message)s"))
+        self.passing = logging.WARNING
+        self.formatter = logging.Formatter("%(asctime)s - %(levelname)s - %(message)s")
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
         lines = self.lines.get()
         if lines is not None and (record.levelno >= logging.INFO or "Exception" in str(record.msg)):
-            lines.append(self.format(record))
+            lines.append(self.formatter.format(record))
+        return record.levelno >= self.passing
 
     @contextmanager
     def recording(self) -> Iterator[list[str]]:
         logger = logging.getLogger("apprise")
         previous = logger.level
+        self.passing = logger.getEffectiveLevel()
         logger.setLevel(logging.DEBUG)
         lines: list[str] = []
         token = self.lines.set(lines)
@@ -92,7 +99,7 @@ class _Recorder(logging.Handler):
 
 
 _RECORDER = _Recorder()
-logging.getLogger("apprise").addHandler(_RECORDER)
+logging.getLogger("apprise").addFilter(_RECORDER)
 
 
 def with_key(url: str, key: str) -> str:

@@ -369,11 +369,22 @@ def failed_checks(session: Session, unit_id: str) -> int:
     return int(session.execute(query).scalar_one())
 
 
+async def form_fields(request: Request) -> dict[str, str]:
+    """The posted form's text fields. Read on the event loop; the endpoint itself runs in the thread pool."""
+    return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+
+
 @router.post("/items/{occurrence_id}/{action}", response_class=HTMLResponse)
-async def act(
-    request: Request, occurrence_id: RowId, action: str, session: SessionDep, at: NowDep, user: UserDep
+def act(
+    request: Request,
+    occurrence_id: RowId,
+    action: str,
+    session: SessionDep,
+    at: NowDep,
+    user: UserDep,
+    form: Annotated[dict[str, str], Depends(form_fields)],
 ) -> Response:
-    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    # A plain def on purpose: the store is reached with blocking calls, which must not hold the event loop.
     refused = check_csrf(request, form.get("csrf"))
     if refused:
         return refused
