@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pendulum
 from sqlmodel import Session
@@ -32,7 +33,24 @@ def now() -> datetime:
 
 
 def load_calendars() -> Program:
-    return load_program(get_settings().calendars)
+    """The calendars, parsed again only when a file under the folder changed (each tick asks for them)."""
+    root = get_settings().calendars
+    stamp = _stamp(root)
+    cached = _LOADED.get(root)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    program = load_program(root)
+    _LOADED[root] = (stamp, program)
+    return program
+
+
+_LOADED: dict[Path, tuple[tuple[tuple[str, int, int], ...], Program]] = {}
+
+
+def _stamp(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every calendar file with its modification time and size: a change to any of them means parse again."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml"))
+    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files)
 
 
 def make_context(session: Session, program: Program, send: Sender = send_apprise) -> Context:

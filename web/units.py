@@ -80,8 +80,10 @@ def _confirm_page(
     amount: str = "",
     error: str = "",
     outcome: str = "",
+    found: tuple[Occurrence, Duty, Unit] | None = None,
 ) -> HTMLResponse:
-    occurrence, duty, unit = _occurrence_for(session, token, at)
+    """The page for a token; ``found`` is the item the caller has already checked the token for (not read twice)."""
+    occurrence, duty, unit = found or _occurrence_for(session, token, at)
     reports = list(
         session.execute(
             select(Confirmation).where(col(Confirmation.occurrence_id) == occurrence.id).order_by(col(Confirmation.id))
@@ -129,12 +131,13 @@ def post_confirmation(
     form_id: Annotated[str, Form(max_length=64)] = "single",
     evidence: Annotated[list[UploadFile] | None, File()] = None,
 ) -> HTMLResponse:
-    occurrence, duty, _ = _occurrence_for(session, token, at)
+    occurrence, duty, unit = _occurrence_for(session, token, at)
     quantity, problem = _read_amount(amount, is_target=duty.kind == "target" and occurrence.finding_id is None)
     photos, photo_problem = _read_photos(note, [f for f in (evidence or []) if f.filename])
     problem = problem or photo_problem
     if problem:  # show the form again with what the unit typed, so nothing entered is lost
-        return _confirm_page(session, token, at, status_code=400, note=note, amount=amount, error=problem)
+        found = (occurrence, duty, unit)
+        return _confirm_page(session, token, at, status_code=400, note=note, amount=amount, error=problem, found=found)
     stored = {_store_photo(photo.data, photo.kind): photo.taken for photo in photos}
     outcome = confirm(
         session,
@@ -147,10 +150,10 @@ def post_confirmation(
         amount=quantity,
         form_id=form_id or "single",
     )
-    session.expire_all()
     if outcome == "closed":
         return problem_page(409, "事项已关闭", "该事项已由管理部门免除，无需确认。")
-    return _confirm_page(session, token, at, outcome=outcome)
+    session.refresh(occurrence)  # its new state; the token was checked above and need not be read again
+    return _confirm_page(session, token, at, outcome=outcome, found=(occurrence, duty, unit))
 
 
 @router.post("/c/{token}/ack", response_class=HTMLResponse)
