@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,10 +26,22 @@ from flows.cli_support import (
     out,
     program_or_exit,
 )
+from flows.common import Context
 from flows.inspections import InspectionError, Responsible
 from flows.ladder import LadderError
 from store.models import Campaign, Unit
 from store.settings import get_settings
+
+
+@contextmanager
+def acting() -> Iterator[tuple[Session, Context]]:
+    """The store and the steps' context for a command that acts; a refusal is printed in Chinese, not raised."""
+    with opened_store() as session:
+        try:
+            yield session, runtime.make_context(session, program_or_exit())
+        except (InspectionError, LadderError, ActionError) as refusal:
+            fail(str(refusal))
+
 
 inspect_app = typer.Typer(no_args_is_help=True, help="检查—整改—复检：新建检查、登记问题、复检、导出四清单。")
 CLI = "cli"
@@ -43,12 +57,8 @@ def inspect_new(
     """新建一次检查，输出检查编号。"""
     when = moment(at)
     started = day(on, "--on") or when.astimezone(get_settings().zone).date()
-    with opened_store() as session:
-        ctx = runtime.make_context(session, program_or_exit())
-        try:
-            campaign = inspections.start_campaign(session, ctx, duty_id=duty, name=name, on=started, actor=CLI, at=when)
-        except InspectionError as refusal:
-            fail(str(refusal))
+    with acting() as (session, ctx):
+        campaign = inspections.start_campaign(session, ctx, duty_id=duty, name=name, on=started, actor=CLI, at=when)
     out.print(f"已新建检查 {campaign.id}：{campaign.name}", highlight=False)
 
 
@@ -65,22 +75,18 @@ def inspect_finding(
 ) -> None:
     """登记一个问题：生成整改事项（含期限）并通知责任单位。"""
     when = moment(at)
-    with opened_store() as session:
-        ctx = runtime.make_context(session, program_or_exit())
-        try:
-            finding = inspections.add_finding(
-                session,
-                ctx,
-                campaign_id=campaign,
-                unit_id=unit,
-                site=site,
-                problem=problem,
-                responsible=Responsible(general, area, point),
-                actor=CLI,
-                at=when,
-            )
-        except InspectionError as refusal:
-            fail(str(refusal))
+    with acting() as (session, ctx):
+        finding = inspections.add_finding(
+            session,
+            ctx,
+            campaign_id=campaign,
+            unit_id=unit,
+            site=site,
+            problem=problem,
+            responsible=Responsible(general, area, point),
+            actor=CLI,
+            at=when,
+        )
     out.print(f"已登记问题 {finding.id}，整改事项 {finding.occurrence_id}。", highlight=False)
 
 
@@ -93,12 +99,8 @@ def inspect_reinspect(
 ) -> None:
     """复检：通过则整改办结；不通过则进入督办阶梯（交办 → 督办 → 约谈）。"""
     when = moment(at)
-    with opened_store() as session:
-        ctx = runtime.make_context(session, program_or_exit())
-        try:
-            inspections.reinspect(session, ctx, finding_id=finding, passed=passed, note=note, actor=CLI, at=when)
-        except InspectionError as refusal:
-            fail(str(refusal))
+    with acting() as (session, ctx):
+        inspections.reinspect(session, ctx, finding_id=finding, passed=passed, note=note, actor=CLI, at=when)
     out.print("复检通过，整改办结。" if passed else "复检不通过，已进入督办阶梯。")
 
 
@@ -188,17 +190,14 @@ def approve(
 ) -> None:
     """审批一项升级：通过则编号并发出通知；--reject 则退回下一级并重新计时。"""
     when = moment(at)
-    with opened_store() as session:
-        ctx = runtime.make_context(session, program_or_exit())
-        try:
-            if reject:
-                ladder.reject(session, ctx, escalation_id=escalation, reason=reason, actor=CLI, at=when)
-                out.print("已不予升级。")
-                return
+    with acting() as (session, ctx):
+        if reject:
+            ladder.reject(session, ctx, escalation_id=escalation, reason=reason, actor=CLI, at=when)
+            done = "已不予升级。"
+        else:
             issued = ladder.approve(session, ctx, escalation_id=escalation, actor=CLI, at=when)
-        except LadderError as refusal:
-            fail(str(refusal))
-    out.print(f"已审批，通知文号 {issued.document}。", highlight=False)
+            done = f"已审批，通知文号 {issued.document}。"
+    out.print(done, highlight=False)
 
 
 def talk(
