@@ -84,35 +84,14 @@ def find_occurrences(
     session: Session,
     *,
     at: datetime,
-    unit: str | None = None,
-    duty: str | None = None,
-    status: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    kind: str | None = None,
-    family: str | None = None,
-    district: str | None = None,
-    level: int | None = None,
-    hide_unannounced: bool = False,
     overdue_first: bool = False,
     limit: int | None = None,
     offset: int = 0,
+    **filters: Any,
 ) -> list[tuple[Occurrence, Duty, Unit]]:
+    """Occurrences with their duty and unit; ``filters`` are those of ``_occurrence_query`` (unit, duty, status…)."""
     col = Occurrence.__table__.c  # type: ignore[attr-defined]
-    query = _occurrence_query(
-        select(Occurrence, Duty, Unit),
-        at=at,
-        unit=unit,
-        duty=duty,
-        status=status,
-        start=start,
-        end=end,
-        kind=kind,
-        family=family,
-        district=district,
-        level=level,
-        hide_unannounced=hide_unannounced,
-    )
+    query = _occurrence_query(select(Occurrence, Duty, Unit), at=at, **filters)
     if overdue_first:  # what needs a manager first: overdue and escalated, highest level, longest overdue
         overdue = status_condition("overdue", at)
         query = query.order_by(case((overdue, 0), else_=1), col.level.desc(), col.due_at, col.id)
