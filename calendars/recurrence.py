@@ -16,6 +16,7 @@ import hmac
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrulestr
@@ -30,6 +31,14 @@ ROLLED_FLAG = "遇节假日调整"
 SKIPPED_FLAG = "本期无此日，跳过"
 NO_WORKDAY_FLAG = "本期无工作日，跳过"
 UNANNOUNCED_FLAG = "不定时抽查"
+# How far before ``start`` a period can begin and still fall due inside the window: its own length, plus room for a
+# due day rolled forward past the period's end over a long holiday (the Spring Festival is 8 to 9 days).
+ROLL_ROOM = timedelta(days=31)
+LOOK_BACK = {
+    "week": timedelta(days=7) + ROLL_ROOM,
+    "month": timedelta(days=31) + ROLL_ROOM,
+    "year": timedelta(days=366) + ROLL_ROOM,
+}
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ def expand(
     preview), dated at the period's end.
     """
     periods = []
-    for period_start in period_starts(duty, start - timedelta(days=366), end):
+    for period_start in period_starts(duty, start - LOOK_BACK[duty.recurrence.period], end):
         for period in _make_periods(duty, period_start, workdays, zone, unit=unit, seed=seed):
             if (include_skipped or not period.skipped) and start <= period.due_at.date() <= end:
                 periods.append(period)
@@ -69,11 +78,17 @@ def expand(
 
 
 def period_starts(duty: DutySpec, start: date, end: date) -> list[date]:
-    rule = rrulestr(duty.recurrence.rrule, dtstart=RULE_ANCHOR)
+    return list(_period_starts(duty.recurrence.rrule, duty.recurrence.period, start, end))
+
+
+@lru_cache(maxsize=4096)
+def _period_starts(rrule: str, period: str, start: date, end: date) -> tuple[date, ...]:
+    # Cached: every unit of a duty asks for the same window, and walking the rule from its anchor in 2000 costs.
+    rule = rrulestr(rrule, dtstart=RULE_ANCHOR)
     window = rule.between(
         datetime.combine(start, datetime.min.time()), datetime.combine(end, datetime.min.time()), inc=True
     )
-    return sorted({_period_start(moment.date(), duty.recurrence.period) for moment in window})
+    return tuple(sorted({_period_start(moment.date(), period) for moment in window}))
 
 
 def reminder_times(duty: DutySpec, due_at: datetime, workdays: WorkdayCalendar, zone: ZoneInfo) -> list[datetime]:
@@ -131,7 +146,9 @@ def _make_periods(
     unpublished = (UNPUBLISHED_FLAG,) if workdays.unpublished_years(starts, ends) else ()
     tasks = tuple(duty.monthly_tasks.get(starts.month, ())) if kind == "month" else ()
     if duty.unannounced is not None:
-        days = draw_days(seed, f"{duty.id}|{unit}|{key}", list(workdays.workdays(starts, ends)), duty.unannounced.count)
+        days = draw_days(
+            seed, f"{duty.id}|{unit}|{key}", list(workdays.workdays_of(starts, ends)), duty.unannounced.count
+        )
         return [
             Period(
                 key=f"{key}#{number}",

@@ -23,17 +23,34 @@ class WorkdayCalendar:
     overrides: dict[date, bool] = field(default_factory=dict)
     override_years: set[int] = field(default_factory=set)
     statutory: bool = True  # False: Monday to Friday only, for reasoning about rules apart from holidays
+    # Each day's answer, remembered: chinese_calendar checks the year's range on every call, which made the
+    # working-day test three quarters of a year's planning (docs/benchmarks.md).
+    _answers: dict[date, bool] = field(default_factory=dict, repr=False, compare=False)
+    _spans: dict[tuple[date, date], tuple[date, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def add_year(self, year: int, *, holidays: list[date], workdays: list[date]) -> None:
         """Take a published arrangement for a year: it overrides the package for those days."""
         self.override_years.add(year)
         self.overrides.update(dict.fromkeys(holidays, False))
         self.overrides.update(dict.fromkeys(workdays, True))
+        self._answers.clear()
+        self._spans.clear()
+
+    def fingerprint(self) -> str:
+        """What decides every answer, as text: a change of any override changes it."""
+        days = sorted(self.overrides.items())
+        return f"{self.statutory}|{sorted(self.override_years)}|{days}|{sorted(_PACKAGE_YEARS)}"
 
     def is_published(self, year: int) -> bool:
         return year in self.override_years or _package_knows(year)
 
     def is_workday(self, day: date) -> bool:
+        answer = self._answers.get(day)
+        if answer is None:
+            answer = self._answers[day] = self._decide(day)
+        return answer
+
+    def _decide(self, day: date) -> bool:
         if day in self.overrides:
             return self.overrides[day]
         if self.statutory and _package_knows(day.year):
@@ -51,6 +68,13 @@ class WorkdayCalendar:
             if self.is_workday(day):
                 yield day
             day += timedelta(days=1)
+
+    def workdays_of(self, start: date, end: date) -> tuple[date, ...]:
+        """The same as ``workdays``, remembered: every unit of an unannounced duty draws from the same period."""
+        span = self._spans.get((start, end))
+        if span is None:
+            span = self._spans[(start, end)] = tuple(self.workdays(start, end))
+        return span
 
     def add_workdays(self, day: date, count: int) -> date:
         """The count-th working day after ``day`` (``day`` itself does not count)."""

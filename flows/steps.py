@@ -47,18 +47,9 @@ class TickReport:
 # ---------------------------------------------------------------- load
 
 
-def program_digest(program: Program) -> str:
-    parts = [
-        [spec.model_dump(mode="json") for spec in program.units.values()],
-        [spec.model_dump(mode="json") for spec in program.ladders.values()],
-        [spec.model_dump(mode="json") for spec in program.duties.values()],
-    ]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-
-
 def sync_program(session: Session, program: Program, *, at: datetime) -> bool:
     """Bring units, contacts and duties in the store in line with the calendars. False when nothing changed."""
-    digest = program_digest(program)
+    digest = program.digest
     if get_value(session, key="program_digest") == digest:
         return False
     for spec in program.units.values():
@@ -135,34 +126,114 @@ def _sync_contacts(session: Session, program: Program) -> None:
 # ---------------------------------------------------------------- plan
 
 
+PLANNED_RANGE = "planned_range"
+
+
 def plan(
     session: Session, ctx: Context, *, start: date, end: date, at: datetime, only: Collection[str] | None = None
 ) -> int:
-    """Write the occurrences due between start and end (of the ``only`` duties, if given). Idempotent."""
-    program = ctx.program
-    rows = []
-    for duty in program.duties.values():
-        if only is not None and duty.id not in only:
-            continue
-        ladder = program.ladders[duty.ladder]
-        shared = expand(duty, start, end, program.workdays, ctx.zone) if duty.unannounced is None else []
-        for unit_id in program.assignees(duty):
-            # Unannounced days are drawn per unit, so one inspector's days say nothing about another's.
-            periods = shared or expand(duty, start, end, program.workdays, ctx.zone, unit=unit_id, seed=ctx.seed)
-            rows += [_occurrence_row(ctx, duty, ladder.grace_workdays, unit_id, period, at) for period in periods]
-    new_rows = _not_yet_planned(session, rows)
-    insert_ignoring_conflicts(session, Occurrence, new_rows)
+    """Write the occurrences due between start and end (of the ``only`` duties, if given). Idempotent.
+
+    The store remembers which days the current calendars have been planned for, so a tick plans only the days its
+    horizon newly reaches: its cost follows the new days, not the size of the ledger or of the horizon.
+    """
+    marker = plan_marker(ctx) if only is None else None
+    added = 0
+    for window_start, window_end in _unplanned_windows(session, marker, start, end):
+        rows = [
+            row
+            for duty in ctx.program.duties.values()
+            if only is None or duty.id in only
+            for row in _duty_rows(session, ctx, duty, window_start, window_end, at=at)
+        ]
+        insert_ignoring_conflicts(session, Occurrence, rows)
+        added += len(rows)
+    if marker is not None:
+        _remember_planned(session, marker, start, end)
     session.commit()
-    return len(new_rows)
+    return added
 
 
-def _occurrence_row(
-    ctx: Context, duty: DutySpec, grace: int, unit_id: str, period: Period, at: datetime
-) -> dict[str, Any]:
+def plan_marker(ctx: Context) -> str:
+    """What the planned ledger depends on: the programme and the working-day calendar."""
+    text = f"{ctx.program.digest}|{ctx.program.workdays.fingerprint()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _unplanned_windows(session: Session, marker: str | None, start: date, end: date) -> list[tuple[date, date]]:
+    """The parts of start..end not yet planned under ``marker`` (all of it when the calendars changed)."""
+    planned = _planned_range(session, marker)
+    if planned is None:
+        return [(start, end)] if start <= end else []
+    done_from, done_to = planned
+    windows = [(start, min(end, done_from - timedelta(days=1))), (max(start, done_to + timedelta(days=1)), end)]
+    return [(a, b) for a, b in windows if a <= b]
+
+
+def _planned_range(session: Session, marker: str | None) -> tuple[date, date] | None:
+    stored = get_value(session, key=PLANNED_RANGE) if marker is not None else None
+    if stored is None:
+        return None
+    found = json.loads(stored)
+    if found.get("marker") != marker:
+        return None
+    return date.fromisoformat(found["from"]), date.fromisoformat(found["to"])
+
+
+def _remember_planned(session: Session, marker: str, start: date, end: date) -> None:
+    """Widen the remembered range when the new one touches it; otherwise the new one replaces it."""
+    planned = _planned_range(session, marker)
+    if planned is not None and start <= planned[1] + timedelta(days=1) and planned[0] <= end + timedelta(days=1):
+        start, end = min(start, planned[0]), max(end, planned[1])
+    value = {"marker": marker, "from": start.isoformat(), "to": end.isoformat()}
+    put_value(session, key=PLANNED_RANGE, value=json.dumps(value))
+
+
+def _duty_rows(session: Session, ctx: Context, duty: DutySpec, start: date, end: date, *, at: datetime) -> list[Row]:
+    """New occurrence rows of one duty: the periods each assignee has not been planned for yet."""
+    groups = _period_groups(ctx, duty, start, end)
+    planned = _planned_keys(session, duty.id, {period.key for _, periods in groups for period in periods})
+    grace = ctx.program.ladders[duty.ladder].grace_workdays
+    rows = []
+    for units, periods in groups:
+        for period in periods:
+            shared: Row | None = None  # what all units of a period share is computed once, not once per unit
+            for unit_id in units:
+                if (unit_id, period.key) not in planned:
+                    shared = shared or _occurrence_row(ctx, duty, grace, period, at)
+                    rows.append({**shared, "unit_id": unit_id})
+    return rows
+
+
+def _period_groups(ctx: Context, duty: DutySpec, start: date, end: date) -> list[tuple[list[str], list[Period]]]:
+    """Units with the periods they share: all assignees at once, or each alone for unannounced checks."""
+    program = ctx.program
+    units = program.assignees(duty)
+    if duty.unannounced is None:
+        return [(units, expand(duty, start, end, program.workdays, ctx.zone))]
+    # Unannounced days are drawn per unit, so one inspector's days say nothing about another's.
+    return [
+        ([unit_id], expand(duty, start, end, program.workdays, ctx.zone, unit=unit_id, seed=ctx.seed))
+        for unit_id in units
+    ]
+
+
+def _planned_keys(session: Session, duty_id: str, periods: set[str]) -> set[tuple[str, str]]:
+    if not periods:
+        return set()
+    col = Occurrence.__table__.c  # type: ignore[attr-defined]
+    query = select(col.unit_id, col.period).where(col.duty_id == duty_id, col.period.in_(sorted(periods)))
+    return set(session.execute(query).tuples())
+
+
+Row = dict[str, Any]
+
+
+def _occurrence_row(ctx: Context, duty: DutySpec, grace: int, period: Period, at: datetime) -> Row:
+    """An occurrence of ``period`` without its unit."""
     reminders = reminder_times(duty, period.due_at, ctx.program.workdays, ctx.zone)
     return {
         "duty_id": duty.id,
-        "unit_id": unit_id,
         "period": period.key,
         "title": f"{duty.title}（{_period_label(period.key)}）",
         "detail": "；".join(period.tasks),
@@ -179,17 +250,6 @@ def _occurrence_row(
         "reminders_sent": 0,
         "created_at": at,
     }
-
-
-def _not_yet_planned(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if not rows:
-        return []
-    col = Occurrence.__table__.c  # type: ignore[attr-defined]
-    periods = {row["period"] for row in rows}
-    existing = set(
-        session.execute(select(col.duty_id, col.unit_id, col.period).where(col.period.in_(periods))).tuples()
-    )
-    return [row for row in rows if (row["duty_id"], row["unit_id"], row["period"]) not in existing]
 
 
 def _period_label(key: str) -> str:

@@ -22,10 +22,8 @@ def insert_ignoring_conflicts(session: Session, model: type[SQLModel], rows: Seq
     """
     if not rows:
         return False
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     table = model.__table__  # type: ignore[attr-defined]
-    statement = insert(table).on_conflict_do_nothing()
+    statement = _insert_for(session)(table).on_conflict_do_nothing()
     if len(rows) > 1:
         session.execute(statement, list(rows))
         return False
@@ -68,16 +66,22 @@ def audit(
 
 
 def get_value(session: Session, *, key: str) -> str | None:
-    row = session.get(Setting, key)
+    # Read through to the store: another worker may have written it since this session last looked.
+    row = session.get(Setting, key, populate_existing=True)
     return None if row is None else row.value
 
 
 def put_value(session: Session, *, key: str, value: str) -> None:
-    row = session.get(Setting, key)
-    if row is None:
-        session.add(Setting(key=key, value=value))
-    else:
-        row.value = value
+    """Insert or overwrite in one statement, so two workers writing the same key at once both succeed."""
+    statement = _insert_for(session)(Setting.__table__).values(key=key, value=value)  # type: ignore[attr-defined]
+    session.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+    loaded = session.identity_map.get(session.identity_key(Setting, key))
+    if loaded is not None:
+        set_committed_value(loaded, "value", value)
+
+
+def _insert_for(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def find_occurrences(
