@@ -288,12 +288,11 @@ def naive_reminders_flow() -> Any:
         with session_scope() as session:
             occurrence = session.get(Occurrence, occurrence_id)
             assert occurrence is not None
-            item = steps._claim_reminder(session, ctx, occurrence, at=when)  # the bulk step's own claim
-            if item is None:
-                session.commit()
-                return 0
-            steps._queue_reminders(session, ctx, [item], at=when)  # the same message and outbox rows
+            # The bulk step's own claim, recipients and message code, on a batch of one.
+            queued = steps.remind_batch(session, ctx, [occurrence], at=when)
             session.commit()
+            if not queued:
+                return 0
             return send_own(session, ctx, occurrence_id, at=when)
 
     @flow(name="bench-naive-reminders")

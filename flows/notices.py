@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,8 @@ from sqlmodel import Session
 from calendars.schema import DutySpec, LevelSpec
 from flows.common import Context
 from notify import outbox
-from store.models import Contact, Occurrence, Unit
+from store.models import Contact, Delivery, Occurrence, Unit
+from store.queries import audit_many, insert_ignoring_conflicts
 from store.settings import Settings
 from templates import render
 from web.tokens import make_token, make_unit_token
@@ -64,19 +66,69 @@ def title_and_body(text: str) -> tuple[str, str]:
 
 def recipients_of(session: Session, unit_ids: list[str], *, roles: tuple[str, ...]) -> list[Contact]:
     """Who hears of it: every active contact, or for a failover unit only its first (the rest wait their turn)."""
+    by_unit = recipients_by_unit(session, unit_ids, roles=roles)
+    return [contact for unit_id in sorted(by_unit) for contact in by_unit[unit_id]]
+
+
+def recipients_by_unit(session: Session, unit_ids: list[str], *, roles: tuple[str, ...]) -> dict[str, list[Contact]]:
+    """``recipients_of`` for each unit, in two queries however many units there are."""
     if not unit_ids:
-        return []
+        return {}
     col = Contact.__table__.c  # type: ignore[attr-defined]
     query = select(Contact).where(col.unit_id.in_(unit_ids), col.role.in_(roles), col.active.is_(True))
-    contacts = list(session.execute(query.order_by(col.unit_id, col.priority, col.id)).scalars())
+    contacts = session.execute(query.order_by(col.unit_id, col.priority, col.id)).scalars()
     units = Unit.__table__.c  # type: ignore[attr-defined]
     failover_query = select(units.id).where(units.id.in_(unit_ids), units.delivery == "failover")
     failover = set(session.execute(failover_query).scalars())
-    chosen: list[Contact] = []
+    chosen: dict[str, list[Contact]] = {}
     for contact in contacts:
-        if contact.unit_id not in failover or all(c.unit_id != contact.unit_id for c in chosen):
-            chosen.append(contact)
+        mine = chosen.setdefault(contact.unit_id, [])
+        if contact.unit_id not in failover or not mine:
+            mine.append(contact)
     return chosen
+
+
+@dataclass
+class Outgoing:
+    """A batch's deliveries and audit events, written in two statements instead of two for every message."""
+
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def queue(
+        self,
+        ctx: Context,
+        occurrence: Occurrence,
+        stage: str,
+        contacts: list[Contact],
+        title: str,
+        body: str,
+        *,
+        at: datetime,
+    ) -> None:
+        """Hand the message to the outbox, to go out when the duty's sending window is open (never at night)."""
+        duty = ctx.program.duties.get(occurrence.duty_id)
+        windows = duty is not None and ctx.settings.send_windows
+        opening = ctx.program.workdays.window_opening(at, duty.send_window, ctx.zone) if windows and duty else at
+        self.deliveries += outbox.delivery_rows(
+            occurrence_id=occurrence.id or 0,
+            stage=stage,
+            contacts=contacts,
+            title=title,
+            body=body,
+            at=at,
+            not_before=opening,
+        )
+
+    def audit(self, *, at: datetime, actor: str, action: str, occurrence_id: int | None, **detail: Any) -> None:
+        self.events.append(
+            {"at": at, "actor": actor, "action": action, "occurrence_id": occurrence_id, "detail": detail}
+        )
+
+    def write(self, session: Session) -> None:
+        insert_ignoring_conflicts(session, Delivery, self.deliveries)
+        audit_many(session, self.events)
+        self.deliveries, self.events = [], []
 
 
 def queue(
@@ -90,20 +142,10 @@ def queue(
     *,
     at: datetime,
 ) -> None:
-    """Hand the message to the outbox, to go out when the duty's sending window is open (never at night)."""
-    duty = ctx.program.duties.get(occurrence.duty_id)
-    windows = duty is not None and ctx.settings.send_windows
-    opening = ctx.program.workdays.window_opening(at, duty.send_window, ctx.zone) if windows and duty else at
-    outbox.queue(
-        session,
-        occurrence_id=occurrence.id or 0,
-        stage=stage,
-        contacts=contacts,
-        title=title,
-        body=body,
-        at=at,
-        not_before=opening,
-    )
+    """Hand one message to the outbox now (see ``Outgoing.queue``)."""
+    outgoing = Outgoing()
+    outgoing.queue(ctx, occurrence, stage, contacts, title, body, at=at)
+    outgoing.write(session)
 
 
 def audience(session: Session, ctx: Context, occurrence: Occurrence, step: LevelSpec) -> list[Contact]:

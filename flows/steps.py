@@ -21,11 +21,11 @@ from calendars.recurrence import Period, expand, reminder_times
 from calendars.schema import DutySpec
 from flows.common import SYSTEM, Context, open_batches
 from flows.ladder import escalate, repeat_notices
-from flows.notices import confirmation_link, message, queue, recipients_of, title_and_body, unit_link
+from flows.notices import Outgoing, confirmation_link, message, recipients_by_unit, title_and_body, unit_link
 from notify import outbox
 from notify.outbox import DispatchReport
 from store.models import Confirmation, Contact, Duty, Occurrence, Unit
-from store.queries import audit, claim, get_value, insert_ignoring_conflicts, put_value
+from store.queries import audit, claim_many, get_value, insert_ignoring_conflicts, put_value
 from templates import render
 
 __all__ = ["Context", "confirm", "confirmation_link", "escalate", "plan", "remind", "sync_program", "tick", "unit_link"]
@@ -279,16 +279,20 @@ def remind(session: Session, ctx: Context, *, at: datetime) -> int:
 
     A unit with several reminders at once gets one message listing them all, each with its own link.
     """
-    queued = 0
-    for batch in open_batches(session, "next_remind_at", at):
-        due = [item for occurrence in batch if (item := _claim_reminder(session, ctx, occurrence, at=at))]
-        by_unit: dict[str, list[Reminder]] = {}
-        for item in due:
-            by_unit.setdefault(item.occurrence.unit_id, []).append(item)
-        for items in by_unit.values():
-            _queue_reminders(session, ctx, items, at=at)
-        queued += len(due)
-    return queued
+    return sum(remind_batch(session, ctx, batch, at=at) for batch in open_batches(session, "next_remind_at", at))
+
+
+def remind_batch(session: Session, ctx: Context, batch: list[Occurrence], *, at: datetime) -> int:
+    """Claim a batch's reminders and queue their messages, a few statements for the whole batch."""
+    by_unit: dict[str, list[Reminder]] = {}
+    for item in claim_reminders(session, ctx, batch, at=at):
+        by_unit.setdefault(item.occurrence.unit_id, []).append(item)
+    contacts = recipients_by_unit(session, list(by_unit), roles=("staff", "leader"))
+    outgoing = Outgoing()
+    for unit_id, items in by_unit.items():
+        _queue_reminders(ctx, outgoing, items, contacts.get(unit_id, []), at=at)
+    outgoing.write(session)
+    return sum(len(items) for items in by_unit.values())
 
 
 @dataclass(frozen=True)
@@ -299,8 +303,21 @@ class Reminder:
     days_left: int
 
 
-def _claim_reminder(session: Session, ctx: Context, occurrence: Occurrence, *, at: datetime) -> Reminder | None:
-    """Take the latest reminder whose time has come; an older one that was missed is not sent late."""
+def claim_reminders(session: Session, ctx: Context, batch: list[Occurrence], *, at: datetime) -> list[Reminder]:
+    """Move each row to its next reminder time in one conditional update; the rows this worker won that have a
+    reminder to send now come back."""
+    steps = {occurrence.id or 0: _next_reminder(ctx, occurrence, at) for occurrence in batch}
+    changes = {row_id: (expected, values) for row_id, (expected, values, _) in steps.items()}
+    won = claim_many(session, Occurrence, expect="next_remind_at", changes=changes)
+    return [reminder for row_id, (_, _, reminder) in steps.items() if row_id in won and reminder is not None]
+
+
+NextReminder = tuple[datetime | None, dict[str, Any], "Reminder | None"]
+
+
+def _next_reminder(ctx: Context, occurrence: Occurrence, at: datetime) -> NextReminder:
+    """The row's expected moment, its new values, and the reminder to send now if any. The latest reminder whose
+    time has come is taken; an older one that was missed is not sent late."""
     duty = ctx.program.duties.get(occurrence.duty_id)
     times = reminder_times(duty, occurrence.due_at, ctx.program.workdays, ctx.zone) if duty else []
     passed = [t for t in times if t <= at]
@@ -308,27 +325,23 @@ def _claim_reminder(session: Session, ctx: Context, occurrence: Occurrence, *, a
     # Once it is overdue (or its duty was removed) the ladder speaks, not the reminders.
     live = duty is not None and at < occurrence.due_at
     sending = live and bool(passed)
-    won = claim(
-        session,
-        Occurrence,
-        row_id=occurrence.id or 0,
-        expect={"next_remind_at": occurrence.next_remind_at},
-        values={
-            "next_remind_at": upcoming[0] if upcoming and live else None,
-            "reminders_sent": occurrence.reminders_sent + int(sending),
-        },
-    )
-    if not won or not sending or duty is None:
-        return None
+    values = {
+        "next_remind_at": upcoming[0] if upcoming and live else None,
+        "reminders_sent": occurrence.reminders_sent + int(sending),
+    }
+    if not sending or duty is None:
+        return occurrence.next_remind_at, values, None
     due_day = occurrence.due_at.astimezone(ctx.zone).date()
     stage = f"remind:{(due_day - passed[-1].astimezone(ctx.zone).date()).days}d"
-    return Reminder(occurrence, duty, stage, (due_day - at.astimezone(ctx.zone).date()).days)
+    reminder = Reminder(occurrence, duty, stage, (due_day - at.astimezone(ctx.zone).date()).days)
+    return occurrence.next_remind_at, values, reminder
 
 
-def _queue_reminders(session: Session, ctx: Context, items: list[Reminder], *, at: datetime) -> None:
+def _queue_reminders(
+    ctx: Context, outgoing: Outgoing, items: list[Reminder], contacts: list[Contact], *, at: datetime
+) -> None:
     """One message per reminder, or, for a unit with several at once, one digest listing them all."""
     first = items[0].occurrence
-    contacts = recipients_of(session, [first.unit_id], roles=("staff", "leader"))
     if len(items) == 1:
         item = items[0]
         title, body = message(ctx, "reminder", first, item.duty, at=at, days_left=item.days_left)
@@ -348,10 +361,9 @@ def _queue_reminders(session: Session, ctx: Context, items: list[Reminder], *, a
             )
         )
         stage = f"digest:{at.astimezone(ctx.zone):%Y%m%d%H%M}"
-    queue(session, ctx, first, stage, contacts, title, body, at=at)
+    outgoing.queue(ctx, first, stage, contacts, title, body, at=at)
     for item in items:
-        audit(
-            session,
+        outgoing.audit(
             at=at,
             actor=SYSTEM,
             action="reminder_queued",

@@ -63,8 +63,31 @@ def queue(
 
     A second call for the same stage adds nothing.
     """
+    rows = delivery_rows(
+        occurrence_id=occurrence_id,
+        stage=stage,
+        contacts=contacts,
+        title=title,
+        body=body,
+        at=at,
+        not_before=not_before,
+    )
+    insert_ignoring_conflicts(session, Delivery, rows)
+
+
+def delivery_rows(
+    *,
+    occurrence_id: int,
+    stage: str,
+    contacts: Sequence[Contact],
+    title: str,
+    body: str,
+    at: datetime,
+    not_before: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """The delivery rows ``queue`` writes, for a caller that writes a whole batch's rows at once."""
     later = not_before if not_before is not None and not_before > at else None
-    rows = [
+    return [
         {
             "occurrence_id": occurrence_id,
             "stage": stage,
@@ -83,7 +106,6 @@ def queue(
         }
         for c in contacts
     ]
-    insert_ignoring_conflicts(session, Delivery, rows)
 
 
 def backoff(delivery_id: int, attempts: int) -> timedelta:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ClauseElement
@@ -47,6 +47,30 @@ def claim(
     return won
 
 
+def claim_many(
+    session: Session, model: type[SQLModel], *, expect: str, changes: dict[int, tuple[Any, dict[str, Any]]]
+) -> set[int]:
+    """``claim`` for many rows: row id → (the value column ``expect`` must still hold, the new values). Returns the
+    ids this caller won; a row another worker changed first is not among them.
+
+    Rows that expect the same value and take the same values share one ``UPDATE … WHERE id IN (…) AND expect = …
+    RETURNING id``. A tick's rows mostly do (every unit of a period shares its reminder times), so a batch costs a
+    few statements, each compiled once and cached, rather than one per row.
+    """
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for row_id, (expected, values) in changes.items():
+        groups.setdefault((expected, *sorted(values.items())), []).append(row_id)
+    table = model.__table__  # type: ignore[attr-defined]
+    won: set[int] = set()
+    for (expected, *values), ids in groups.items():
+        condition = table.c[expect].is_(None) if expected is None else table.c[expect] == expected
+        statement = update(table).where(table.c.id.in_(ids), condition).values(dict(values)).returning(table.c.id)
+        won.update(session.execute(statement).scalars())
+    for row_id in won:
+        _refresh_loaded(session, model, row_id, changes[row_id][1])
+    return won
+
+
 def _refresh_loaded(session: Session, model: type[SQLModel], row_id: int, values: dict[str, Any]) -> None:
     """Keep an instance already loaded in this session in step with a Core update, so nobody reads stale state."""
     loaded = session.identity_map.get(session.identity_key(model, row_id))
@@ -63,6 +87,12 @@ def audit(
     session: Session, *, at: datetime, actor: str, action: str, occurrence_id: int | None = None, **detail: Any
 ) -> None:
     session.add(AuditEvent(at=at, actor=actor, action=action, occurrence_id=occurrence_id, detail=detail))
+
+
+def audit_many(session: Session, events: Sequence[dict[str, Any]]) -> None:
+    """Audit events (``at``, ``actor``, ``action``, ``occurrence_id``, ``detail``) in one statement."""
+    if events:
+        session.execute(insert(AuditEvent.__table__), list(events))  # type: ignore[attr-defined]
 
 
 def get_value(session: Session, *, key: str) -> str | None:

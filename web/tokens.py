@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -32,16 +33,22 @@ class LinkClaim:
     version: int = 0
 
 
+@lru_cache(maxsize=16)
+def _serializer(secret: str, salt: str) -> URLSafeSerializer:
+    """One serializer per key and purpose: a tick signs two links for every message it writes."""
+    return URLSafeSerializer(secret, salt=salt)
+
+
 def make_token(secret: str, *, occurrence_id: int, unit_id: str, expires_at: datetime, version: int = 0) -> str:
     payload: dict[str, int | str] = {"o": occurrence_id, "u": unit_id, "e": int(expires_at.timestamp())}
     if version:
         payload["v"] = version
-    return str(URLSafeSerializer(secret, salt=SALT).dumps(payload))
+    return str(_serializer(secret, SALT).dumps(payload))
 
 
 def read_token(secret: str, token: str, *, at: datetime) -> LinkClaim:
     try:
-        payload = URLSafeSerializer(secret, salt=SALT).loads(token)
+        payload = _serializer(secret, SALT).loads(token)
         expires = datetime.fromtimestamp(int(payload["e"]), UTC)
         claim = LinkClaim(int(payload["o"]), str(payload["u"]), expires, int(payload.get("v", 0)))
     except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
@@ -53,13 +60,13 @@ def read_token(secret: str, token: str, *, at: datetime) -> LinkClaim:
 
 def make_unit_token(secret: str, *, unit_id: str, expires_at: datetime) -> str:
     payload = {"u": unit_id, "e": int(expires_at.timestamp())}
-    return str(URLSafeSerializer(secret, salt=UNIT_SALT).dumps(payload))
+    return str(_serializer(secret, UNIT_SALT).dumps(payload))
 
 
 def read_unit_token(secret: str, token: str, *, at: datetime) -> str:
     """The unit a unit link names, if the link is genuine and unexpired."""
     try:
-        payload = URLSafeSerializer(secret, salt=UNIT_SALT).loads(token)
+        payload = _serializer(secret, UNIT_SALT).loads(token)
         unit_id, expires = str(payload["u"]), datetime.fromtimestamp(int(payload["e"]), UTC)
     except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
         raise BadLink("tampered") from None
