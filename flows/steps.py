@@ -24,6 +24,7 @@ from flows.ladder import escalate, repeat_notices
 from flows.notices import Outgoing, confirmation_link, message, recipients_by_unit, title_and_body, unit_link
 from notify import outbox
 from notify.outbox import DispatchReport
+from store.db import one_writer
 from store.models import Confirmation, Contact, Duty, Occurrence, Unit
 from store.queries import audit, claim_many, get_value, insert_ignoring_conflicts, put_value
 from templates import render
@@ -448,9 +449,24 @@ def confirm(
         "late": late,
         "client": client[:200],
     }
+    with one_writer(session):
+        completed = _record_report(session, occurrence, row, at=at)
+    if completed is None:
+        return "already"  # the same form again: a double tap or a retried request
+    session.expire(occurrence)
+    return "confirmed" if completed else "recorded"
+
+
+def _record_report(session: Session, occurrence: Occurrence, row: dict[str, Any], *, at: datetime) -> bool | None:
+    """Insert the report, add it to the item's progress and close the item when it is complete; committed.
+
+    None when this form was recorded before; otherwise whether the item is complete now.
+    """
+    occurrence_id = occurrence.id
+    amount, late = row["amount"], row["late"]
     if not insert_ignoring_conflicts(session, Confirmation, [row]):
         session.rollback()
-        return "already"  # the same form again: a double tap or a retried request
+        return None
     table = Occurrence.__table__  # type: ignore[attr-defined]
     duty = session.get(Duty, occurrence.duty_id)
     # A level target (亮灯率, 满意率) takes the latest reported value; everything else adds up.
@@ -472,8 +488,7 @@ def confirm(
         late=late,
         level=occurrence.level,
         amount=amount,
-        evidence=len(evidence),
+        evidence=len(row["evidence"]),
     )
     session.commit()
-    session.expire(occurrence)
-    return "confirmed" if completed else "recorded"
+    return completed

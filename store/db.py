@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -49,6 +50,25 @@ def get_engine(url: str | None = None) -> Engine:
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     with Session(engine or get_engine(), expire_on_commit=False) as session:
         yield session
+
+
+_WRITERS: dict[str, threading.Lock] = {}
+
+
+@contextmanager
+def one_writer(session: Session) -> Iterator[None]:
+    """On SQLite, one thread of this process writes at a time; on PostgreSQL, which locks rows, nothing.
+
+    SQLite admits one writer anyway, and a second one waits in its busy handler, which polls with sleeps of up to
+    100 ms: under 50 concurrent confirmations that alone made the p99 two seconds. A lock in the process hands the
+    turn over as soon as it is free. Another process (a second web worker, a tick) still waits in the busy handler.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        yield
+        return
+    with _WRITERS.setdefault(str(bind.engine.url), threading.Lock()):
+        yield
 
 
 def create_tables(engine: Engine) -> None:

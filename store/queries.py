@@ -62,9 +62,9 @@ def claim_many(
         groups.setdefault((expected, *sorted(values.items())), []).append(row_id)
     table = model.__table__  # type: ignore[attr-defined]
     won: set[int] = set()
-    for (expected, *values), ids in groups.items():
+    for (expected, *shared), ids in groups.items():
         condition = table.c[expect].is_(None) if expected is None else table.c[expect] == expected
-        statement = update(table).where(table.c.id.in_(ids), condition).values(dict(values)).returning(table.c.id)
+        statement = update(table).where(table.c.id.in_(ids), condition).values(dict(shared)).returning(table.c.id)
         won.update(session.execute(statement).scalars())
     for row_id in won:
         _refresh_loaded(session, model, row_id, changes[row_id][1])
@@ -86,7 +86,11 @@ def _refresh_loaded(session: Session, model: type[SQLModel], row_id: int, values
 def audit(
     session: Session, *, at: datetime, actor: str, action: str, occurrence_id: int | None = None, **detail: Any
 ) -> None:
-    session.add(AuditEvent(at=at, actor=actor, action=action, occurrence_id=occurrence_id, detail=detail))
+    """Record one audit event, written at once with Core: through the ORM, the flush at commit cost a confirmation
+    a third of its time."""
+    audit_many(
+        session, [{"at": at, "actor": actor, "action": action, "occurrence_id": occurrence_id, "detail": detail}]
+    )
 
 
 def audit_many(session: Session, events: Sequence[dict[str, Any]]) -> None:
