@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlmodel import Session
 
 from calendars.loader import Program
@@ -457,6 +457,18 @@ def confirm(
     return "confirmed" if completed else "recorded"
 
 
+# A report's statements, built once: building them cost a confirmation more than running them.
+_ITEMS = Occurrence.__table__  # type: ignore[attr-defined]
+_THIS_ITEM = _ITEMS.c.id == bindparam("row_id")
+_ADD_PROGRESS = update(_ITEMS).where(_THIS_ITEM).values(achieved=_ITEMS.c.achieved + bindparam("amount"))
+_SET_PROGRESS = update(_ITEMS).where(_THIS_ITEM).values(achieved=bindparam("amount"))
+_FINISH = (
+    update(_ITEMS)
+    .where(_THIS_ITEM, _ITEMS.c.done_at.is_(None), _ITEMS.c.achieved >= _ITEMS.c.required)
+    .values(done_at=bindparam("done_at", type_=_ITEMS.c.done_at.type), next_remind_at=None, next_escalate_at=None)
+)
+
+
 def _record_report(session: Session, occurrence: Occurrence, row: dict[str, Any], *, at: datetime) -> bool | None:
     """Insert the report, add it to the item's progress and close the item when it is complete; committed.
 
@@ -467,18 +479,11 @@ def _record_report(session: Session, occurrence: Occurrence, row: dict[str, Any]
     if not insert_ignoring_conflicts(session, Confirmation, [row]):
         session.rollback()
         return None
-    table = Occurrence.__table__  # type: ignore[attr-defined]
     duty = session.get(Duty, occurrence.duty_id)
     # A level target (亮灯率, 满意率) takes the latest reported value; everything else adds up.
     is_level = duty is not None and (duty.spec.get("target") or {}).get("mode") == "level"
-    progress = amount if is_level else table.c.achieved + amount
-    session.execute(update(table).where(table.c.id == occurrence_id).values(achieved=progress))
-    finish = (
-        update(table)
-        .where(table.c.id == occurrence_id, table.c.done_at.is_(None), table.c.achieved >= table.c.required)
-        .values(done_at=at, next_remind_at=None, next_escalate_at=None)
-    )
-    completed = session.execute(finish).rowcount == 1  # type: ignore[attr-defined]
+    session.execute(_SET_PROGRESS if is_level else _ADD_PROGRESS, {"row_id": occurrence_id, "amount": amount})
+    completed = session.execute(_FINISH, {"row_id": occurrence_id, "done_at": at}).rowcount == 1  # type: ignore[attr-defined]
     audit(
         session,
         at=at,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import case, func, insert, or_, select, update
@@ -22,14 +23,20 @@ def insert_ignoring_conflicts(session: Session, model: type[SQLModel], rows: Seq
     """
     if not rows:
         return False
-    table = model.__table__  # type: ignore[attr-defined]
-    statement = _insert_for(session)(table).on_conflict_do_nothing()
+    dialect = session.get_bind().dialect.name
     if len(rows) > 1:
-        session.execute(statement, list(rows))
+        session.execute(_insert_ignoring(dialect, model.__table__), list(rows))  # type: ignore[attr-defined]
         return False
     # RETURNING says whether the row went in; rowcount does not on every driver (psycopg reports -1).
-    first_key = next(iter(table.primary_key.columns))
-    return session.execute(statement.returning(first_key), dict(rows[0])).first() is not None
+    statement = _insert_ignoring(dialect, model.__table__, returning=True)  # type: ignore[attr-defined]
+    return session.execute(statement, dict(rows[0])).first() is not None
+
+
+@lru_cache(maxsize=64)
+def _insert_ignoring(dialect: str, table: Any, *, returning: bool = False) -> Any:
+    """Built once per table: constructing it cost a confirmation more than running it."""
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).on_conflict_do_nothing()
+    return statement.returning(next(iter(table.primary_key.columns))) if returning else statement
 
 
 def claim(
@@ -96,7 +103,10 @@ def audit(
 def audit_many(session: Session, events: Sequence[dict[str, Any]]) -> None:
     """Audit events (``at``, ``actor``, ``action``, ``occurrence_id``, ``detail``) in one statement."""
     if events:
-        session.execute(insert(AuditEvent.__table__), list(events))  # type: ignore[attr-defined]
+        session.execute(_AUDIT_INSERT, list(events))
+
+
+_AUDIT_INSERT = insert(AuditEvent.__table__)  # type: ignore[attr-defined]
 
 
 def get_value(session: Session, *, key: str) -> str | None:
