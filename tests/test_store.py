@@ -118,3 +118,25 @@ def test_sqlite_runs_in_wal_mode(sqlite_store: str) -> None:
     with db.get_engine().connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
     assert sqlite_store.endswith("var/duties.db")
+
+
+def test_a_batch_of_reminders_is_claimed_by_one_worker_only(store: str, program: Program) -> None:
+    at = local("2026-02-02T09:30")
+    with db.session_scope() as session:
+        steps.sync_program(session, program, at=at)
+        steps.plan(
+            session, make_context(session, program), start=date(2026, 2, 1), end=date(2026, 2, 8), at=at, only=CORE
+        )
+    due = select(Occurrence).where(col(Occurrence.next_remind_at) <= at)
+    with db.session_scope() as first, db.session_scope() as second:
+        # Both workers read the same due rows before either claims them.
+        batch_a, batch_b = list(first.execute(due).scalars()), list(second.execute(due).scalars())
+        second.commit()
+        assert len(batch_a) == len(batch_b) > 1
+        won_a = steps.remind_batch(first, make_context(first, program), batch_a, at=at)
+        first.commit()
+        won_b = steps.remind_batch(second, make_context(second, program), batch_b, at=at)
+        second.commit()
+        assert (won_a, won_b) == (len(batch_a), 0)
+        stages = list(second.execute(select(Delivery.occurrence_id, Delivery.contact_id)).tuples())  # type: ignore[call-overload]
+        assert len(stages) == len(set(stages)) > 0  # nobody was told twice
