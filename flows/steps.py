@@ -139,8 +139,9 @@ def plan(
     horizon newly reaches: its cost follows the new days, not the size of the ledger or of the horizon.
     """
     marker = plan_marker(ctx) if only is None else None
+    planned = _planned_range(session, marker)
     added = 0
-    for window_start, window_end in _unplanned_windows(session, marker, start, end):
+    for window_start, window_end in _unplanned_windows(planned, start, end):
         rows = [
             row
             for duty in ctx.program.duties.values()
@@ -150,7 +151,7 @@ def plan(
         insert_ignoring_conflicts(session, Occurrence, rows)
         added += len(rows)
     if marker is not None:
-        _remember_planned(session, marker, start, end)
+        _remember_planned(session, marker, planned, start, end)
     session.commit()
     return added
 
@@ -161,9 +162,9 @@ def plan_marker(ctx: Context) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _unplanned_windows(session: Session, marker: str | None, start: date, end: date) -> list[tuple[date, date]]:
-    """The parts of start..end not yet planned under ``marker`` (all of it when the calendars changed)."""
-    planned = _planned_range(session, marker)
+def _unplanned_windows(planned: tuple[date, date] | None, start: date, end: date) -> list[tuple[date, date]]:
+    """The parts of start..end outside the ``planned`` range (all of it when nothing is planned under the current
+    calendars)."""
     if planned is None:
         return [(start, end)] if start <= end else []
     done_from, done_to = planned
@@ -181,9 +182,8 @@ def _planned_range(session: Session, marker: str | None) -> tuple[date, date] | 
     return date.fromisoformat(found["from"]), date.fromisoformat(found["to"])
 
 
-def _remember_planned(session: Session, marker: str, start: date, end: date) -> None:
+def _remember_planned(session: Session, marker: str, planned: tuple[date, date] | None, start: date, end: date) -> None:
     """Widen the remembered range when the new one touches it; otherwise the new one replaces it."""
-    planned = _planned_range(session, marker)
     if planned is not None and start <= planned[1] + timedelta(days=1) and planned[0] <= end + timedelta(days=1):
         start, end = min(start, planned[0]), max(end, planned[1])
     value = {"marker": marker, "from": start.isoformat(), "to": end.isoformat()}

@@ -35,7 +35,7 @@ def insert_ignoring_conflicts(session: Session, model: type[SQLModel], rows: Seq
 @lru_cache(maxsize=64)
 def _insert_ignoring(dialect: str, table: Any, *, returning: bool = False) -> Any:
     """Built once per table: constructing it cost a confirmation more than running it."""
-    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).on_conflict_do_nothing()
+    statement = _insert_of(dialect)(table).on_conflict_do_nothing()
     return statement.returning(next(iter(table.primary_key.columns))) if returning else statement
 
 
@@ -117,15 +117,14 @@ def get_value(session: Session, *, key: str) -> str | None:
 
 def put_value(session: Session, *, key: str, value: str) -> None:
     """Insert or overwrite in one statement, so two workers writing the same key at once both succeed."""
-    statement = _insert_for(session)(Setting.__table__).values(key=key, value=value)  # type: ignore[attr-defined]
+    insert_ = _insert_of(session.get_bind().dialect.name)
+    statement = insert_(Setting.__table__).values(key=key, value=value)  # type: ignore[attr-defined]
     session.execute(statement.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
-    loaded = session.identity_map.get(session.identity_key(Setting, key))
-    if loaded is not None:
-        set_committed_value(loaded, "value", value)
 
 
-def _insert_for(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+def _insert_of(dialect: str) -> Any:
+    """The INSERT with ON CONFLICT of the store's dialect."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def find_occurrences(
