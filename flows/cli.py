@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col
 
-from calendars.loader import Program
+from calendars import arrangement
+from calendars.loader import CalendarError, Program
 from calendars.loader import check as check_calendars
 from calendars.recurrence import Period, expand
 from calendars.schema import CalendarFile, DutySpec, WorkdayFile
@@ -354,15 +355,25 @@ def schema(
     emit_json(model.model_json_schema())
 
 
-@app.command()
+workdays_app = typer.Typer(help="工作日：列出区间内的工作日，或导入国务院办公厅的节假日安排通知。")
+app.add_typer(workdays_app, name="workdays")
+
+
+@workdays_app.callback(invoke_without_command=True)
 def workdays(
-    start: Annotated[str, typer.Option("--from", help="起始日期 YYYY-MM-DD")],
-    end: Annotated[str, typer.Option("--to", help="结束日期 YYYY-MM-DD（含）")],
+    context: typer.Context,
+    start: Annotated[str | None, typer.Option("--from", help="起始日期 YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="结束日期 YYYY-MM-DD（含）")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """列出区间内的工作日（含调休上班日），并标出节假日安排未发布的年份。"""
+    """列出区间内的工作日（含调休上班日），并标出节假日安排未发布的年份；import 子命令导入节假日安排通知。"""
+    if context.invoked_subcommand is not None:
+        if start or end or as_json:
+            fail(f"--from、--to、--json 用于列出工作日，不能与 {context.invoked_subcommand} 同用", 2)
+        return
     first, last = day(start, "--from"), day(end, "--to")
-    assert first is not None and last is not None
+    if first is None or last is None:
+        fail("需要 --from 和 --to（如 duties workdays --from 2026-01-01 --to 2026-01-31）", 2)
     if last < first or (last - first).days > 3660:
         fail("--to 须不早于 --from，且区间不超过十年", 2)
     calendar = program_or_exit().workdays
@@ -387,6 +398,64 @@ def workdays(
     out.print(f"共 {len(days)} 个工作日。")
     for year in unpublished:
         err.print(f"[yellow]警告：[/yellow]{year}年节假日安排未收录，按周一至周五计算。", highlight=False)
+
+
+@workdays_app.command("import")
+def workdays_import(
+    notice_file: Annotated[str, typer.Argument(metavar="FILE|-", help="通知全文的文本文件，- 为标准输入")],
+    year: Annotated[int | None, typer.Option("--year", help="年份，通知缺少标题时使用")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="来源，默认取通知中的文号")] = None,
+    calendars: Annotated[Path | None, typer.Option("--calendars", help="日历文件夹，默认 DUTIES_CALENDARS")] = None,
+    force: Annotated[bool, typer.Option("--force", help="替换内容不同的已有文件")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="只打印将写入的内容，不写文件")] = False,
+) -> None:
+    """把国务院办公厅的节假日安排通知读成 calendars/workdays/YEAR.yaml：逐行识别、校验，有问题则不写入。"""
+    label, text = _notice_text(notice_file)
+    try:
+        notice = arrangement.read_notice(text, year=year, source=source)
+    except arrangement.NoticeError as error:
+        sys.stderr.write("".join(f"{line}\n" for line in error.lines(label)))
+        fail(f"通知有 {len(error.problems)} 处问题，未写入任何文件。")
+    content = arrangement.render(notice, "标准输入" if notice_file == "-" else label)
+    if dry_run:
+        sys.stdout.write(content)
+        return
+    root = calendars or get_settings().calendars
+    if not root.is_dir():
+        fail(f"日历文件夹不存在：{root}")
+    path = arrangement.target(root, notice.year)
+    wanted = notice.workday_file()
+    if path.exists():
+        existing = arrangement.read_existing(path)
+        if existing is not None and arrangement.same_arrangement(existing, wanted):
+            out.print(f"{path} 已是这份安排，未改动。", highlight=False)
+            return
+        if not force:
+            fail(f"{path} 已存在且内容不同，未写入；确认替换请加 --force。")
+    try:
+        arrangement.install(path, content, wanted)
+    except CalendarError as error:
+        sys.stderr.write("".join(f"{problem}\n" for problem in error.problems))
+        fail("写入的文件未通过校验，原文件保持不变。")
+    _print_arrangement(path, notice)
+
+
+def _notice_text(name: str) -> tuple[str, str]:
+    """The label used in messages (the path, or - for standard input) and the text."""
+    if name == "-":
+        return "-", sys.stdin.read()
+    try:
+        return name, Path(name).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{name}:0: 无法读取：{exc}")
+
+
+def _print_arrangement(path: Path, notice: arrangement.Notice) -> None:
+    out.print(f"已写入 {path}（{notice.source}）：", highlight=False)
+    for festival in notice.festivals:
+        out.print(f"  {festival.summary()}", highlight=False)
+    file = notice.workday_file()
+    out.print(f"共放假 {len(file.holidays)} 天（含其中的周末），调休上班 {len(file.workdays)} 天。", highlight=False)
 
 
 @app.command()
