@@ -25,15 +25,18 @@ from flows.cli_support import (
     AtOption,
     JsonOption,
     day,
+    describe_moves,
     emit_json,
     err,
     fail,
     moment,
+    moves_table,
     occurrence_or_exit,
     opened_store,
     out,
     program_or_exit,
 )
+from flows.redate import redate
 from notify import outbox
 from notify.send import send_apprise
 from store import backup as backups
@@ -57,6 +60,7 @@ def init(at: AtOption = None) -> None:
     before, after = migrate.upgrade(get_engine())
     with opened_store() as session:
         changed = steps.sync_program(session, program, at=when)
+        moves = redate(session, runtime.make_context(session, program), at=when)
     settings = get_settings()
     out.print(f"数据库：{settings.resolved_database_url.split('@')[-1]}")
     if before is None:
@@ -67,6 +71,8 @@ def init(at: AtOption = None) -> None:
         f"已载入 {len(program.units)} 个单位、{len(program.duties)} 项任务、{len(program.ladders)} 个督办阶梯"
         + ("" if changed else "（无变化）")
     )
+    if moves:
+        out.print(describe_moves(moves))
 
 
 @app.command()
@@ -91,9 +97,10 @@ def plan(
     end: Annotated[str, typer.Option("--to", help="结束日期 YYYY-MM-DD（含）")],
     duty: Annotated[list[str] | None, typer.Option("--duty", help="只排期这些任务（可重复）")] = None,
     at: AtOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="只列出将新增和将改期的事项，不写入")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """把截止日期落在区间内的任务写入台账；可重复运行，不会重复写入。"""
+    """把截止日期落在区间内的任务写入台账；可重复运行，不会重复写入。日历变更后，先按新日历调整未完成事项的截止时间。"""
     first, last = day(start, "--from"), day(end, "--to")
     assert first is not None and last is not None
     if last < first:
@@ -107,11 +114,22 @@ def plan(
     with opened_store() as session:
         ctx = runtime.make_context(session, program)
         steps.sync_program(session, program, at=when)
-        added = steps.plan(session, ctx, start=first, end=last, at=when, only=set(duty) if duty else None)
+        only = set(duty) if duty else None
+        report = steps.plan_report(session, ctx, start=first, end=last, at=when, only=only, dry_run=dry_run)
+    zone = get_settings().zone
     if as_json:
-        emit_json({"from": first.isoformat(), "to": last.isoformat(), "added": added})
-    else:
-        out.print(f"新增 {added} 条任务（{first} 至 {last}）。")
+        moves = [move.json(zone) for move in report.moves]
+        emit_json({"from": first.isoformat(), "to": last.isoformat(), "added": report.added, "moves": moves})
+        return
+    if dry_run:
+        out.print(f"（演练，未写入）将新增 {report.added} 条任务（{first} 至 {last}）。")
+        if report.moves:
+            out.print(moves_table(report.moves, zone))
+        out.print(describe_moves(report.moves, planned=True))
+        return
+    out.print(f"新增 {report.added} 条任务（{first} 至 {last}）。")
+    if report.moves:
+        out.print(describe_moves(report.moves))
 
 
 @app.command()
@@ -124,7 +142,7 @@ def tick(at: AtOption = None, as_json: JsonOption = False) -> None:
         emit_json({"at": when.isoformat(), **asdict(report)})
         return
     out.print(
-        f"排期新增 {report.planned}，提醒 {report.reminded}，升级 {report.escalated}，"
+        f"排期新增 {report.planned}，改期 {report.moved}，提醒 {report.reminded}，升级 {report.escalated}，"
         f"发送成功 {report.sent}，失败 {report.failed}。"
     )
     for flag in report.flags:

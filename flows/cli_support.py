@@ -11,10 +11,12 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from sqlmodel import Session
 
 from calendars.loader import CalendarError, Program
 from flows import runtime
+from flows.redate import Move
 from store.db import create_tables, get_engine, session_scope
 from store.models import Occurrence
 
@@ -73,3 +75,32 @@ def occurrence_or_exit(session: Session, occurrence_id: int) -> Occurrence:
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def describe_moves(moves: list[Move], *, planned: bool = False) -> str:
+    """One line on what a calendar change did (or, ``planned``, would do) to items already in the ledger."""
+    if not moves:
+        return "已排期事项无需改期。"
+    moved = [move for move in moves if move.new_due is not None]
+    told = sum(move.reminded for move in moves)
+    verb = "将" if planned else "已"
+    return (
+        f"按新日历{verb}改期 {len(moved)} 项、撤销 {len(moves) - len(moved)} 项；"
+        f"其中 {told} 项已提醒过单位，{verb}发送变更通知。"
+    )
+
+
+def moves_table(moves: list[Move], zone: Any) -> Table:
+    table = Table("事项", "单位", "原截止", "新截止", "通知", "原因")
+    for move in moves:
+        new_due = f"{move.new_due.astimezone(zone):%Y-%m-%d %H:%M}" if move.new_due else "撤销"
+        told = "是" if move.reminded else ""
+        table.add_row(
+            f"#{move.occurrence_id} {move.title}",
+            move.unit_id,
+            f"{move.old_due.astimezone(zone):%Y-%m-%d %H:%M}",
+            new_due,
+            told,
+            move.reason,
+        )
+    return table

@@ -11,6 +11,8 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from calendars.loader import Program
+from calendars.recurrence import Period, reminder_times
+from calendars.schema import DutySpec
 from notify.send import Sender
 from store.models import Occurrence
 from store.settings import Settings
@@ -61,3 +63,48 @@ def open_batches(session: Session, moment: str, at: datetime) -> Iterator[list[O
         seen.update(row.id or 0 for row in fresh)
         yield fresh
         session.commit()
+
+
+Row = dict[str, Any]
+
+
+def occurrence_row(ctx: Context, duty: DutySpec, grace: int, period: Period, at: datetime) -> Row:
+    """An occurrence of ``period`` without its unit."""
+    reminders = reminder_times(duty, period.due_at, ctx.program.workdays, ctx.zone)
+    return {
+        "duty_id": duty.id,
+        "period": period.key,
+        "title": f"{duty.title}（{period_label(period.key)}）",
+        "detail": "；".join(period.tasks),
+        "starts_at": datetime.combine(period.starts, datetime.min.time(), tzinfo=ctx.zone),
+        "due_at": period.due_at,
+        "flags": list(period.flags),
+        "first_remind_at": reminders[0] if reminders else period.due_at,
+        "next_remind_at": reminders[0] if reminders else None,
+        "next_escalate_at": workday_moment(ctx.program, period.due_at, grace),
+        "visible_from": period.visible_from,
+        "required": duty.required,
+        "achieved": 0.0,
+        "level": 0,
+        "reminders_sent": 0,
+        "created_at": at,
+    }
+
+
+def period_label(key: str) -> str:
+    """2026年, 2026年2月, 2026年第7周, 2026年2月第2次."""
+    base, _, number = key.partition("#")
+    year, _, rest = base.partition("-")
+    if not rest:
+        label = f"{year}年"
+    else:
+        label = f"{year}年第{int(rest[1:])}周" if rest.startswith("W") else f"{year}年{int(rest)}月"
+    return f"{label}第{number}次" if number else label
+
+
+def workday_moment(program: Program, moment: datetime, workdays: int) -> datetime:
+    """The same time of day, ``workdays`` working days after ``moment``'s date."""
+    if workdays == 0:
+        return moment
+    day = program.workdays.add_workdays(moment.date(), workdays)
+    return datetime.combine(day, moment.timetz())

@@ -19,9 +19,11 @@ from sqlmodel import Session
 from calendars.loader import Program
 from calendars.recurrence import Period, expand, reminder_times
 from calendars.schema import DutySpec
-from flows.common import SYSTEM, Context, open_batches
+from calendars.workdays import UNPUBLISHED_FLAG
+from flows.common import SYSTEM, Context, Row, occurrence_row, open_batches
 from flows.ladder import escalate, repeat_notices
 from flows.notices import Outgoing, confirmation_link, message, recipients_by_unit, title_and_body, unit_link
+from flows.redate import Move, redate
 from notify import outbox
 from notify.outbox import DispatchReport
 from store.db import one_writer
@@ -35,6 +37,7 @@ __all__ = ["Context", "confirm", "confirmation_link", "escalate", "plan", "remin
 @dataclass
 class TickReport:
     planned: int = 0
+    moved: int = 0
     reminded: int = 0
     escalated: int = 0
     repeated: int = 0
@@ -130,17 +133,44 @@ def _sync_contacts(session: Session, program: Program) -> None:
 PLANNED_RANGE = "planned_range"
 
 
+@dataclass
+class PlanReport:
+    added: int = 0
+    moves: list[Move] = field(default_factory=list)
+
+
 def plan(
     session: Session, ctx: Context, *, start: date, end: date, at: datetime, only: Collection[str] | None = None
 ) -> int:
     """Write the occurrences due between start and end (of the ``only`` duties, if given). Idempotent.
 
+    See ``plan_report``; this returns how many were added.
+    """
+    return plan_report(session, ctx, start=start, end=end, at=at, only=only).added
+
+
+def plan_report(
+    session: Session,
+    ctx: Context,
+    *,
+    start: date,
+    end: date,
+    at: datetime,
+    only: Collection[str] | None = None,
+    dry_run: bool = False,
+) -> PlanReport:
+    """Re-date what the calendars now compute differently, then write the occurrences due between start and end.
+
     The store remembers which days the current calendars have been planned for, so a tick plans only the days its
-    horizon newly reaches: its cost follows the new days, not the size of the ledger or of the horizon.
+    horizon newly reaches: its cost follows the new days, not the size of the ledger or of the horizon. When a
+    duty's date rule or a year's working days changed, planned items are re-dated first (flows/redate.py).
+    ``dry_run`` computes the same and writes nothing.
     """
     marker = plan_marker(ctx) if only is None else None
     planned = _planned_range(session, marker)
-    added = 0
+    report = PlanReport()
+    if only is None:  # cheap when nothing changed: the stored basis of the ledger's dates is compared first
+        report.moves = redate(session, ctx, at=at, dry_run=dry_run)
     for window_start, window_end in _unplanned_windows(planned, start, end):
         rows = [
             row
@@ -148,12 +178,16 @@ def plan(
             if only is None or duty.id in only
             for row in _duty_rows(session, ctx, duty, window_start, window_end, at=at)
         ]
-        insert_ignoring_conflicts(session, Occurrence, rows)
-        added += len(rows)
+        if not dry_run:
+            insert_ignoring_conflicts(session, Occurrence, rows)
+        report.added += len(rows)
+    if dry_run:
+        session.rollback()
+        return report
     if marker is not None:
         _remember_planned(session, marker, planned, start, end)
     session.commit()
-    return added
+    return report
 
 
 def plan_marker(ctx: Context) -> str:
@@ -201,7 +235,7 @@ def _duty_rows(session: Session, ctx: Context, duty: DutySpec, start: date, end:
             shared: Row | None = None  # what all units of a period share is computed once, not once per unit
             for unit_id in units:
                 if (unit_id, period.key) not in planned:
-                    shared = shared or _occurrence_row(ctx, duty, grace, period, at)
+                    shared = shared or occurrence_row(ctx, duty, grace, period, at)
                     rows.append({**shared, "unit_id": unit_id})
     return rows
 
@@ -225,51 +259,6 @@ def _planned_keys(session: Session, duty_id: str, periods: set[str]) -> set[tupl
     col = Occurrence.__table__.c  # type: ignore[attr-defined]
     query = select(col.unit_id, col.period).where(col.duty_id == duty_id, col.period.in_(sorted(periods)))
     return set(session.execute(query).tuples())
-
-
-Row = dict[str, Any]
-
-
-def _occurrence_row(ctx: Context, duty: DutySpec, grace: int, period: Period, at: datetime) -> Row:
-    """An occurrence of ``period`` without its unit."""
-    reminders = reminder_times(duty, period.due_at, ctx.program.workdays, ctx.zone)
-    return {
-        "duty_id": duty.id,
-        "period": period.key,
-        "title": f"{duty.title}（{_period_label(period.key)}）",
-        "detail": "；".join(period.tasks),
-        "starts_at": datetime.combine(period.starts, datetime.min.time(), tzinfo=ctx.zone),
-        "due_at": period.due_at,
-        "flags": list(period.flags),
-        "first_remind_at": reminders[0] if reminders else period.due_at,
-        "next_remind_at": reminders[0] if reminders else None,
-        "next_escalate_at": _workday_moment(ctx.program, period.due_at, grace),
-        "visible_from": period.visible_from,
-        "required": duty.required,
-        "achieved": 0.0,
-        "level": 0,
-        "reminders_sent": 0,
-        "created_at": at,
-    }
-
-
-def _period_label(key: str) -> str:
-    """2026年, 2026年2月, 2026年第7周, 2026年2月第2次."""
-    base, _, number = key.partition("#")
-    year, _, rest = base.partition("-")
-    if not rest:
-        label = f"{year}年"
-    else:
-        label = f"{year}年第{int(rest[1:])}周" if rest.startswith("W") else f"{year}年{int(rest)}月"
-    return f"{label}第{number}次" if number else label
-
-
-def _workday_moment(program: Program, moment: datetime, workdays: int) -> datetime:
-    """The same time of day, ``workdays`` working days after ``moment``'s date."""
-    if workdays == 0:
-        return moment
-    day = program.workdays.add_workdays(moment.date(), workdays)
-    return datetime.combine(day, moment.timetz())
 
 
 # ---------------------------------------------------------------- remind
@@ -391,7 +380,9 @@ def tick(session: Session, ctx: Context, *, at: datetime) -> TickReport:
     sync_program(session, ctx.program, at=at)
     today = at.astimezone(ctx.zone).date()
     report = TickReport()
-    report.planned = plan(session, ctx, start=today, end=today + timedelta(days=ctx.settings.plan_horizon_days), at=at)
+    horizon = today + timedelta(days=ctx.settings.plan_horizon_days)
+    planning = plan_report(session, ctx, start=today, end=horizon, at=at)
+    report.planned, report.moved = planning.added, len(planning.moves)
     report.reminded = remind(session, ctx, at=at)
     report.escalated = escalate(session, ctx, at=at)
     report.repeated = repeat_notices(session, ctx, at=at)
@@ -407,8 +398,8 @@ def tick(session: Session, ctx: Context, *, at: datetime) -> TickReport:
 def unpublished_warnings(program: Program, today: date, horizon_days: int) -> list[str]:
     years = program.workdays.unpublished_years(today, today + timedelta(days=horizon_days))
     return [
-        f"{year}年国务院节假日安排未收录：该年工作日按周一至周五计算，相关事项已标记，请在 calendars/workdays/ "
-        f"中补充 {year}.yaml"
+        f"{year}年国务院节假日安排未发布：法定节假日已按《全国年节及纪念日放假办法》排除，调休（连休与补班）尚不知道，"
+        f"相关事项已标记“{UNPUBLISHED_FLAG}”；安排发布后运行 duties workdays import 通知全文，已排期事项将自动改期"
         for year in years
     ]
 

@@ -66,16 +66,23 @@ def claim_many(
     """
     groups: dict[tuple[Any, ...], list[int]] = {}
     for row_id, (expected, values) in changes.items():
-        groups.setdefault((expected, *sorted(values.items())), []).append(row_id)
+        key = (expected, *((column, _hashable(value)) for column, value in sorted(values.items())))
+        groups.setdefault(key, []).append(row_id)
     table = model.__table__  # type: ignore[attr-defined]
     won: set[int] = set()
-    for (expected, *shared), ids in groups.items():
+    for (expected, *_), ids in groups.items():
+        shared = changes[ids[0]][1]
         condition = table.c[expect].is_(None) if expected is None else table.c[expect] == expected
-        statement = update(table).where(table.c.id.in_(ids), condition).values(dict(shared)).returning(table.c.id)
+        statement = update(table).where(table.c.id.in_(ids), condition).values(shared).returning(table.c.id)
         won.update(session.execute(statement).scalars())
     for row_id in won:
         _refresh_loaded(session, model, row_id, changes[row_id][1])
     return won
+
+
+def _hashable(value: Any) -> Any:
+    """A JSON column's list as a tuple, so rows taking equal values share one statement."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _refresh_loaded(session: Session, model: type[SQLModel], row_id: int, values: dict[str, Any]) -> None:
