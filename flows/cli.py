@@ -30,7 +30,7 @@ from flows.cli_support import (
     err,
     fail,
     moment,
-    moves_table,
+    moves_lines,
     occurrence_or_exit,
     opened_store,
     out,
@@ -123,8 +123,8 @@ def plan(
         return
     if dry_run:
         out.print(f"（演练，未写入）将新增 {report.added} 条任务（{first} 至 {last}）。")
-        if report.moves:
-            out.print(moves_table(report.moves, zone))
+        for line in moves_lines(report.moves, zone):
+            out.print(line, highlight=False)
         out.print(describe_moves(report.moves, planned=True))
         return
     out.print(f"新增 {report.added} 条任务（{first} 至 {last}）。")

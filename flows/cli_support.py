@@ -11,7 +11,6 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from sqlmodel import Session
 
 from calendars.loader import CalendarError, Program
@@ -90,17 +89,19 @@ def describe_moves(moves: list[Move], *, planned: bool = False) -> str:
     )
 
 
-def moves_table(moves: list[Move], zone: Any) -> Table:
-    table = Table("事项", "单位", "原截止", "新截止", "通知", "原因")
+def moves_lines(moves: list[Move], zone: Any) -> list[str]:
+    """The moves grouped by their reason, one line an item: narrow enough for a terminal, complete for 300 items."""
+    by_reason: dict[str, list[Move]] = {}
     for move in moves:
-        new_due = f"{move.new_due.astimezone(zone):%Y-%m-%d %H:%M}" if move.new_due else "撤销"
-        told = "是" if move.reminded else ""
-        table.add_row(
-            f"#{move.occurrence_id} {move.title}",
-            move.unit_id,
-            f"{move.old_due.astimezone(zone):%Y-%m-%d %H:%M}",
-            new_due,
-            told,
-            move.reason,
-        )
-    return table
+        by_reason.setdefault(move.reason, []).append(move)
+    lines = []
+    for reason, group in by_reason.items():
+        lines.append(f"原因：{reason}（{len(group)} 项）")
+        for move in sorted(group, key=lambda m: (m.old_due, m.unit_id, m.occurrence_id)):
+            new_due = f"{move.new_due.astimezone(zone):%Y-%m-%d %H:%M}" if move.new_due else "撤销"
+            told = "  需通知单位" if move.reminded else ""
+            lines.append(
+                f"  #{move.occurrence_id} {move.title} {move.unit_id}："
+                f"{move.old_due.astimezone(zone):%Y-%m-%d %H:%M} → {new_due}{told}"
+            )
+    return lines

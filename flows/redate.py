@@ -87,18 +87,16 @@ def redate(session: Session, ctx: Context, *, at: datetime, dry_run: bool = Fals
     stored, now = stored_basis(session), current_basis(ctx, at)
     if stored == now:
         return []
-    changed_duties, changed_years = (stored or EMPTY).changed_duties(now), (stored or EMPTY).changed_years(now)
+    change = Change.between(stored, now)
     scope = {
-        duty.id: since
-        for duty in ctx.program.duties.values()
-        if (since := _look_from(duty, changed_duties, changed_years, at)) is not None
+        duty.id: since for duty in ctx.program.duties.values() if (since := change.look_from(duty, at)) is not None
     }
     moves: list[Move] = []
     for batch in _open_items(session, scope):
         found = [
             move
             for duty_id, items in _by_duty(batch).items()
-            for move in _moves_of(ctx, ctx.program.duties[duty_id], items, changed_duties, changed_years, at)
+            for move in _moves_of(ctx, ctx.program.duties[duty_id], items, change, at)
         ]
         if dry_run:
             moves += [move for move, _ in found if move.reason]
@@ -118,7 +116,39 @@ def _by_duty(items: list[Occurrence]) -> dict[str, list[Occurrence]]:
     return grouped
 
 
-EMPTY = Basis({}, {})
+@dataclass(frozen=True)
+class Change:
+    """What differs between the stored basis and the current one."""
+
+    duties: set[str]
+    years: set[int]
+    rules_known: bool  # False for a store planned before the basis was kept: every duty is looked at, none blamed
+
+    @classmethod
+    def between(cls, stored: Basis | None, now: Basis) -> Change:
+        before = stored or Basis({}, {})
+        return cls(before.changed_duties(now), before.changed_years(now), stored is not None)
+
+    def look_from(self, duty: DutySpec, at: datetime) -> datetime | None:
+        """From when a duty's items need a look: all open ones when its rule changed, else those near a changed
+        year; None when neither."""
+        if duty.id in self.duties:
+            return at
+        if not self.years:
+            return None
+        first = datetime.combine(date(min(self.years), 1, 1), datetime.min.time(), tzinfo=at.tzinfo) - MARGIN
+        return max(at, first)
+
+    def reason(self, ctx: Context, duty: DutySpec, old_due: datetime, new_due: datetime | None) -> str:
+        """Why an item moves, in words for the unit: the duty's rule, the arrangement of its year, or both."""
+        parts = []
+        if self.rules_known and duty.id in self.duties:
+            parts.append(f"任务“{duty.title}”的期次或截止规则已调整")
+        years = [moment.astimezone(ctx.zone).year for moment in (old_due, new_due) if moment is not None]
+        year = next((year for year in years if year in self.years), None)
+        if year is not None:
+            parts.append(ctx.program.workdays.describe_year(year))
+        return "；".join(parts) or "工作日历更新"
 
 
 def stored_basis(session: Session) -> Basis | None:
@@ -152,16 +182,6 @@ _RULES: dict[str, dict[str, str]] = {}
 def _rule_hash(duty: DutySpec) -> str:
     text = json.dumps(duty.model_dump(mode="json", include=DATE_FIELDS), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _look_from(duty: DutySpec, changed_duties: set[str], changed_years: set[int], at: datetime) -> datetime | None:
-    """From when a duty's items need a look: all open ones when its rule changed, else those near a changed year."""
-    if duty.id in changed_duties:
-        return at
-    if not changed_years:
-        return None
-    first = datetime.combine(date(min(changed_years), 1, 1), datetime.min.time(), tzinfo=at.tzinfo) - MARGIN
-    return max(at, first)
 
 
 def _open_items(session: Session, scope: dict[str, datetime]) -> Iterator[list[Occurrence]]:
@@ -202,8 +222,7 @@ def _moves_of(
     ctx: Context,
     duty: DutySpec,
     items: list[Occurrence],
-    changed_duties: set[str],
-    changed_years: set[int],
+    change: Change,
     at: datetime,
 ) -> list[tuple[Move, dict[str, Any]]]:
     """Each item whose dates or flags differ from its period's, with the values it should take."""
@@ -214,7 +233,7 @@ def _moves_of(
     found = []
     for item in items:
         period = periods.get((item.unit_id, item.period))
-        reason = _reason(ctx, duty, item, period, changed_duties, changed_years)
+        reason = change.reason(ctx, duty, item.due_at, period.due_at if period else None)
         if period is None:
             move = _move(item, None, reason)
             found.append((move, {"waived_at": at, "next_remind_at": None, "next_escalate_at": None}))
@@ -271,24 +290,6 @@ def _periods_by_key(ctx: Context, duty: DutySpec, items: list[Occurrence]) -> di
         for period in expand(duty, start, end, program.workdays, ctx.zone, unit=unit_id, seed=ctx.seed):
             by_key[(unit_id, period.key)] = period
     return by_key
-
-
-def _reason(
-    ctx: Context,
-    duty: DutySpec,
-    item: Occurrence,
-    period: Period | None,
-    changed_duties: set[str],
-    changed_years: set[int],
-) -> str:
-    """Why an item moves, in words for the unit: the duty's rule, a year's arrangement, or both."""
-    parts = []
-    if duty.id in changed_duties:
-        parts.append(f"任务“{duty.title}”的期次或截止规则已调整")
-    days = [item.starts_at, item.due_at, *([period.due_at] if period else [])]
-    years = sorted({moment.astimezone(ctx.zone).year for moment in days} & changed_years)
-    parts += [ctx.program.workdays.describe_year(year) for year in years]
-    return "；".join(parts) or "工作日历更新"
 
 
 def _apply(session: Session, ctx: Context, found: list[tuple[Move, dict[str, Any]]], at: datetime) -> list[Move]:
