@@ -107,9 +107,47 @@ def reminder_times(duty: DutySpec, due_at: datetime, workdays: WorkdayCalendar, 
 
 def draw_days(seed: str, label: str, candidates: list[date], count: int) -> list[date]:
     """``count`` distinct days from ``candidates``, the same for the same seed and label, unguessable without it."""
-    digest = hmac.new(seed.encode(), label.encode(), hashlib.sha256).digest()
-    chooser = random.Random(int.from_bytes(digest, "big"))
+    chooser = _secret_random(seed, label)
     return sorted(chooser.sample(candidates, min(count, len(candidates))))
+
+
+# Drawn check moments fall on this grid of minutes, counted from the start of each window.
+CHECK_GRID_MINUTES = 10
+
+
+def draw_moments(duty: DutySpec, seed: str, label: str, days: list[date], zone: ZoneInfo) -> list[datetime]:
+    """When each drawn check happens: at due.time, or at a moment drawn inside the duty's hours (same seed and label,
+    same moments). A window crossing midnight belongs to the day it starts on: its moment may fall the next morning.
+    """
+    assert duty.unannounced is not None
+    if duty.unannounced.hours is None:
+        return [datetime.combine(day, duty.due.time, tzinfo=zone) for day in days]
+    grid = sorted(
+        {minute for start, end in duty.unannounced.windows for minute in range(start, end, CHECK_GRID_MINUTES)}
+    )
+    chooser = _secret_random(seed, f"{label}|hours")
+    # Wall-clock arithmetic: an aware datetime plus minutes keeps its zone and reads the clock on the wall.
+    return [
+        datetime.combine(day, datetime.min.time(), tzinfo=zone) + timedelta(minutes=chooser.choice(grid))
+        for day in days
+    ]
+
+
+def _check_days(duty: DutySpec, starts: date, ends: date, workdays: WorkdayCalendar) -> list[date]:
+    """The days of a period an unannounced check may fall on, by the duty's ``days``."""
+    assert duty.unannounced is not None
+    if duty.unannounced.days == "workdays":
+        return list(workdays.workdays_of(starts, ends))
+    every = [starts + timedelta(days=offset) for offset in range((ends - starts).days + 1)]
+    if duty.unannounced.days == "days_off":
+        return [day for day in every if not workdays.is_workday(day)]
+    return every
+
+
+def _secret_random(seed: str, label: str) -> random.Random:
+    """A generator seeded by an HMAC of ``label`` under ``seed``: reproducible with the seed, unguessable without."""
+    digest = hmac.new(seed.encode(), label.encode(), hashlib.sha256).digest()
+    return random.Random(int.from_bytes(digest, "big"))
 
 
 def _period_start(day: date, period: str) -> date:
@@ -146,19 +184,19 @@ def _make_periods(
     unpublished = (UNPUBLISHED_FLAG,) if workdays.unpublished_years(starts, ends) else ()
     tasks = tuple(duty.monthly_tasks.get(starts.month, ())) if kind == "month" else ()
     if duty.unannounced is not None:
-        days = draw_days(
-            seed, f"{duty.id}|{unit}|{key}", list(workdays.workdays_of(starts, ends)), duty.unannounced.count
-        )
+        label = f"{duty.id}|{unit}|{key}"
+        days = draw_days(seed, label, _check_days(duty, starts, ends, workdays), duty.unannounced.count)
+        moments = draw_moments(duty, seed, label, days, zone)
         return [
             Period(
                 key=f"{key}#{number}",
                 starts=day,
                 ends=day,
-                due_at=datetime.combine(day, duty.due.time, tzinfo=zone),
+                due_at=moment,
                 flags=(UNANNOUNCED_FLAG, *unpublished),
                 visible_from=datetime.combine(day, datetime.min.time(), tzinfo=zone),
             )
-            for number, day in enumerate(days, start=1)
+            for number, (day, moment) in enumerate(zip(days, moments, strict=True), start=1)
         ]
     due_day, flags = _due_date(duty.due, starts, ends, workdays)
     if due_day is None:

@@ -143,11 +143,52 @@ class QuotaSpec(Strict):
     count: int = Field(ge=1, le=100, description="Checks required in each period (每周不少于1次 → 1)")
 
 
+HOURS_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
 class UnannouncedSpec(Strict):
-    """不定时: ``count`` checks per period on working days drawn from a secret seed, unknown to the inspected."""
+    """不定时: ``count`` checks per period on distinct days drawn from a secret seed, unknown to the inspected.
+
+    ``days`` says which days a check may fall on; ``hours`` the windows its moment is drawn from (default: the due
+    time). A window crossing midnight ("22:00-06:00") belongs to the day it starts on.
+    """
 
     count: int = Field(ge=1, le=20, description="Unannounced checks per period for each assignee")
     subjects: list[str] = Field(default=[], description="Who is inspected (unit ids, kind:X, tag:X); never told")
+    days: Literal["workdays", "days_off", "all"] = Field(
+        default="workdays",
+        description="Which days a check may fall on: working days, days off (weekends and holidays, not 调休 "
+        "make-up working days) or every day",
+    )
+    hours: list[str] | None = Field(
+        default=None,
+        description='Windows "HH:MM-HH:MM" a check may happen in, on a 10-minute grid; "22:00-06:00" crosses '
+        "midnight. Default: at due.time",
+    )
+
+    @field_validator("hours")
+    @classmethod
+    def _windows(cls, value: list[str] | None) -> list[str] | None:
+        if value == []:
+            raise ValueError("no window to draw a moment from; leave hours out to check at due.time")
+        for window in value or []:
+            found = HOURS_PATTERN.match(window)
+            if found is None:
+                raise ValueError(
+                    f'{window!r} is not a window "HH:MM-HH:MM" (e.g. "08:00-18:00", or "22:00-06:00" across midnight)'
+                )
+            if found.group(1, 2) == found.group(3, 4):
+                raise ValueError(f"{window!r} is an empty window, its start and end are the same")
+        return value
+
+    @property
+    def windows(self) -> list[tuple[int, int]]:
+        """``hours`` as minutes from the midnight starting the drawn day: [start, end), end past 1440 at night."""
+        windows = []
+        for window in self.hours or []:
+            start, end = (int(clock[:2]) * 60 + int(clock[3:]) for clock in window.split("-"))
+            windows.append((start, end if end > start else end + 24 * 60))
+        return windows
 
 
 class TargetSpec(Strict):
@@ -245,9 +286,7 @@ class DutySpec(Strict):
         if len(kinds) > 1:
             raise ValueError(f"{kinds[-1]}: a duty is one of quota, unannounced or target, not {' and '.join(kinds)}")
         if self.unannounced is not None and self.due.rule != "last_workday":
-            raise ValueError(
-                "due: unannounced checks fall on drawn working days, so leave the due rule at last_workday"
-            )
+            raise ValueError("due: unannounced checks fall on drawn days, so leave the due rule at last_workday")
         if self.monthly_tasks and self.recurrence.period != "month":
             raise ValueError("monthly_tasks needs a monthly recurrence (period: month)")
         return self
