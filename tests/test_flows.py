@@ -64,14 +64,15 @@ def test_tick_flow_runs_one_flow_run_for_the_whole_tick(
     from flows.tick import plan_flow, tick_flow
 
     # Due by 11 Feb: 5 spot checks (week 6), 6 monthly assessments (5th working day), the red/black list (8th) and
-    # the 3 unannounced site checks the test seed draws before the 12th (Deqing 2 Feb, Nanxun 4 and 11 Feb).
+    # the 3 unannounced site checks the test seed draws before the 12th (Deqing 1 Feb 22:50, Nanxun 7 Feb 01:30 and
+    # 8 Feb 10:20: nights and days off are among the 重点时段).
     assert plan_flow(days=10, at="2026-02-01T08:00") == 15
     state = tick_flow(at="2026-02-02T09:30", return_state=True)
     assert state.is_completed()
     report = state.result()
-    # The week-6 spot checks (mail + bot each) and Deqing's unannounced check of the day (mail only).
-    assert report["reminded"] == 6 and report["sent"] == 11 and report["failed"] == 0
-    assert len(fresh_inbox.mails) == 6 and len(fresh_inbox.posts) == 5
+    # The week-6 spot checks (mail + bot each); Deqing's check of the night before is past, not reminded late.
+    assert report["reminded"] == 5 and report["sent"] == 10 and report["failed"] == 0
+    assert len(fresh_inbox.mails) == 5 and len(fresh_inbox.posts) == 5
     run_id = state.state_details.flow_run_id
     assert run_id is not None
     with get_client(sync_client=True) as client:
