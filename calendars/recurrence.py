@@ -30,6 +30,7 @@ CLAMPED_FLAG = "月末截取"
 ROLLED_FLAG = "遇节假日调整"
 SKIPPED_FLAG = "本期无此日，跳过"
 NO_WORKDAY_FLAG = "本期无工作日，跳过"
+EMPTY_PERIOD_FLAGS = {"previous_workday": "本期无工作日，提前至上一工作日", "next_workday": "本期无工作日，顺延至下一工作日"}
 UNANNOUNCED_FLAG = "不定时抽查"
 # How far before ``start`` a period can begin and still fall due inside the window: its own length, plus room for a
 # due day rolled forward past the period's end over a long holiday (the Spring Festival is 8 to 9 days).
@@ -198,7 +199,7 @@ def _make_periods(
             )
             for number, (day, moment) in enumerate(zip(days, moments, strict=True), start=1)
         ]
-    due_day, flags = _due_date(duty.due, starts, ends, workdays)
+    due_day, flags = _due_date(duty, starts, ends, workdays)
     if due_day is None:
         end_moment = datetime.combine(ends, duty.due.time, tzinfo=zone)
         return [Period(key, starts, ends, end_moment, flags=(*flags, *unpublished), skipped=True)]
@@ -209,15 +210,26 @@ def _make_periods(
 DueDay = tuple[date | None, tuple[str, ...]]
 
 
-def _due_date(rule: DueSpec, starts: date, ends: date, workdays: WorkdayCalendar) -> DueDay:
+def _due_date(duty: DutySpec, starts: date, ends: date, workdays: WorkdayCalendar) -> DueDay:
+    rule = duty.due
+    if rule.rule == "day_of_period":
+        return _day_of_period(rule, starts, ends, workdays)
+    if workdays.last_workday(starts, ends) is None:
+        return _empty_period(duty.empty_period, starts, ends, workdays)
     if rule.rule == "last_workday":
-        day = workdays.last_workday(starts, ends)
-        return day, () if day else (NO_WORKDAY_FLAG,)
-    if rule.rule == "nth_workday":
-        assert rule.n is not None
-        day = workdays.nth_workday(starts, ends, rule.n)
-        return day, () if day else (NO_WORKDAY_FLAG,)
-    return _day_of_period(rule, starts, ends, workdays)
+        return workdays.last_workday(starts, ends), ()
+    assert rule.n is not None
+    day = workdays.nth_workday(starts, ends, rule.n)
+    return day, () if day else (SKIPPED_FLAG,)
+
+
+def _empty_period(choice: str, starts: date, ends: date, workdays: WorkdayCalendar) -> DueDay:
+    """A period without a working day, by the duty's declared rule: never an accident of the calendar."""
+    if choice == "previous_workday":
+        return workdays.roll(starts - timedelta(days=1), "backward"), (EMPTY_PERIOD_FLAGS[choice],)
+    if choice == "next_workday":
+        return workdays.roll(ends + timedelta(days=1), "forward"), (EMPTY_PERIOD_FLAGS[choice],)
+    return None, (NO_WORKDAY_FLAG,)
 
 
 def _day_of_period(rule: DueSpec, starts: date, ends: date, workdays: WorkdayCalendar) -> DueDay:
