@@ -322,7 +322,9 @@ def _next_reminder(ctx: Context, occurrence: Occurrence, at: datetime) -> NextRe
     if not sending or duty is None:
         return occurrence.next_remind_at, values, None
     due_day = occurrence.due_at.astimezone(ctx.zone).date()
-    stage = f"remind:{(due_day - passed[-1].astimezone(ctx.zone).date()).days}d"
+    # The due date is part of the stage: an item moved by 延期 or a calendar change is reminded again for its new date,
+    # where the same lead time for the old date would be taken for a message already sent.
+    stage = f"remind:{(due_day - passed[-1].astimezone(ctx.zone).date()).days}d@{due_day:%Y%m%d}"
     reminder = Reminder(occurrence, duty, stage, (due_day - at.astimezone(ctx.zone).date()).days)
     return occurrence.next_remind_at, values, reminder
 

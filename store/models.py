@@ -161,7 +161,7 @@ class Delivery(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     occurrence_id: int = Field(foreign_key="occurrence.id", index=True)
-    stage: str = Field(max_length=32, description="remind:3d, remind:0d, level:1 …")
+    stage: str = Field(max_length=32, description="remind:3d@20260227, moved:…, level:1 …")
     contact_id: int = Field(foreign_key="contact.id")
     unit_id: str = Field(max_length=64)
     channel: str = Field(max_length=32)

@@ -227,7 +227,7 @@ def test_a_rule_change_moves_open_items_withdraws_lost_periods_and_leaves_the_re
     following = text.find("  - id:", start + 10)
     block = text[start : following if following > 0 else len(text)]
     changed = block.replace("rrule: FREQ=MONTHLY\n", "rrule: FREQ=MONTHLY;BYMONTH=1,2,3,4,6,7,8,9,10,11,12\n")
-    changed = changed.replace('due: {rule: last_workday, time: "17:00"}', 'due: {rule: day_of_period, day: 20}')
+    changed = changed.replace('due: {rule: last_workday, time: "17:00"}', "due: {rule: day_of_period, day: 20}")
     assert changed != block and "day_of_period" in changed
     duties.write_text(text.replace(block, changed), encoding="utf-8")
 
@@ -294,3 +294,21 @@ def test_an_upgrade_moves_items_planned_on_the_weekday_rule(
     planned = session.execute(select(Occurrence).where(col(Occurrence.due_at) >= since)).scalars().all()
     deadlines = [o for o in planned if not _days_off_allowed(program.duties[o.duty_id])]
     assert deadlines and all(_due_day(o) not in BY_LAW for o in deadlines)
+
+
+def test_an_item_moved_after_a_reminder_is_reminded_again_for_its_new_date(session: Session, ctx: Context) -> None:
+    steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 28), at=local("2026-01-20T08:00"))
+    item = _item(session, "greening-monthly", "anji-greening", "2026-02")
+    steps.remind(session, ctx, at=local("2026-02-25T09:30"))  # 3 days before 28 Feb
+    actions.extend(
+        session,
+        occurrence_id=item.id or 0,
+        due=local("2026-03-12T17:00"),
+        reason="雨雪",
+        actor="boss",
+        at=local("2026-02-26T10:00"),
+    )
+    steps.remind(session, ctx, at=local("2026-03-09T09:30"))  # 3 days before 12 March: the same lead time again
+    query = select(Delivery.stage).where(col(Delivery.occurrence_id) == item.id)
+    stages = set(session.execute(query).scalars())
+    assert {"remind:3d@20260228", "remind:3d@20260312"} <= stages

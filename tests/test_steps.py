@@ -35,13 +35,14 @@ def occurrence(session: Session, duty: str, unit: str, period: str) -> Occurrenc
 
 
 def test_plan_writes_each_duty_for_each_unit_once(session: Session, ctx: Context) -> None:
-    assert plan_february(session, ctx) == 57
+    assert plan_february(session, ctx) == 63
     per_duty = Counter(o.duty_id for o in session.execute(select(Occurrence)).scalars())
-    # 15 streets; 7 streets host a market; 5 greening units + 15 streets; 5 inspectors x weeks W06, W07, W09
-    # (W08 is all Spring Festival holiday, so it has no working day to be due on).
-    assert per_duty == {"clean-home-street": 15, "market-cleanup": 7, "greening-monthly": 20, "market-spot-check": 15}
+    # 15 streets; 7 streets host a market; 6 greening units (the city's and 5 districts') + 15 streets; 5 inspectors x
+    # weeks W06 to W09 (W08 is all Spring Festival holiday: a quota's empty week falls due on the working day before
+    # it, Saturday 14 Feb).
+    assert per_duty == {"clean-home-street": 15, "market-cleanup": 7, "greening-monthly": 21, "market-spot-check": 20}
     assert plan_february(session, ctx) == 0
-    assert count_rows(session, Occurrence) == 57
+    assert count_rows(session, Occurrence) == 63
 
 
 def test_plan_records_month_tasks_and_aware_due_times(session: Session, ctx: Context) -> None:
@@ -62,7 +63,7 @@ def test_remind_queues_only_the_latest_stage_and_only_once(session: Session, ctx
     stages = {
         d.stage for d in session.execute(select(Delivery).where(col(Delivery.occurrence_id) == greening.id)).scalars()
     }
-    assert stages == {"remind:3d"}  # the 25-day reminder is stale by now: not sent late
+    assert stages == {"remind:3d@20260228"}  # the 25-day reminder is stale by now: not sent late
     assert greening.next_remind_at == local("2026-02-28T09:00")
     before = count_rows(session, Delivery)
     assert steps.remind(session, ctx, at=at) == 0
@@ -71,7 +72,7 @@ def test_remind_queues_only_the_latest_stage_and_only_once(session: Session, ctx
     stages = {
         d.stage for d in session.execute(select(Delivery).where(col(Delivery.occurrence_id) == greening.id)).scalars()
     }
-    assert stages == {"remind:3d", "remind:0d"}
+    assert stages == {"remind:3d@20260228", "remind:0d@20260228"}
 
 
 def test_remind_goes_to_every_contact_of_the_unit(session: Session, ctx: Context) -> None:
@@ -185,7 +186,7 @@ def test_tick_plans_the_horizon_and_flags_an_unpublished_year(session: Session, 
     assert report.planned > 0
     assert any("2027年" in flag for flag in report.flags)
     january = occurrence(session, "greening-monthly", "wuxing-greening", "2027-01")
-    assert "节假日安排未发布" in january.flags
+    assert "调休安排未发布" in january.flags
     assert steps.tick(session, ctx, at=local("2026-12-20T08:05")).planned == 0
     assert report.planned == count_rows(session, Occurrence)
     assert (local("2026-12-20T08:00") + timedelta(days=62)).date() >= date(2027, 2, 19)
