@@ -10,6 +10,7 @@ from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import apprise
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 import notify.send  # noqa: F401  (validate URLs with the plugins that will send them: bots, SMS)
 from calendars.recurrence import expand, period_starts
-from calendars.schema import CalendarFile, DutySpec, LadderSpec, UnitSpec, WorkdayFile
+from calendars.schema import CalendarFile, ContactSpec, DutySpec, LadderSpec, ProgrammeSpec, UnitSpec, WorkdayFile
 from calendars.workdays import WorkdayCalendar
 
 WORKDAY_FOLDER = "workdays"
@@ -81,8 +82,9 @@ class Location:
 
 @dataclass
 class Program:
-    """Everything the calendars say: units, ladders, duties and the working-day calendar."""
+    """Everything the calendars say: the programme, units, ladders, duties and the working-day calendar."""
 
+    programme: ProgrammeSpec | None = None  # None: a folder that names no guidance (messages then cite bare clauses)
     units: dict[str, UnitSpec] = field(default_factory=dict)
     ladders: dict[str, LadderSpec] = field(default_factory=dict)
     duties: dict[str, DutySpec] = field(default_factory=dict)
@@ -91,9 +93,10 @@ class Program:
 
     @cached_property
     def digest(self) -> str:
-        """A hash of every unit, ladder and duty; computed once, as a loaded programme is never changed (a changed
-        file is loaded again as a new one), and it costs a tenth of a second at 10,000 units."""
+        """A hash of the programme and of every unit, ladder and duty; computed once, as a loaded programme is never
+        changed (a changed file is loaded again as a new one), and it costs a tenth of a second at 10,000 units."""
         parts = [
+            self.programme.model_dump(mode="json") if self.programme else None,
             [spec.model_dump(mode="json") for spec in self.units.values()],
             [spec.model_dump(mode="json") for spec in self.ladders.values()],
             [spec.model_dump(mode="json") for spec in self.duties.values()],
@@ -164,6 +167,8 @@ def _read(root: Path) -> tuple[Program, list[str]]:
         unreadable = unreadable or not parsed
     for path in sorted((root / WORKDAY_FOLDER).glob("*.yaml")):
         problems += _read_workdays(path, program)
+    if program.programme is not None:
+        _sign_sms(program, program.programme.sms_signature)
     if not unreadable:  # references are checked only when every file parsed, so one bad file does not cascade
         problems += _cross_check(program)
     return program, problems
@@ -202,6 +207,14 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
     raw, parsed, problems = _parse(path, CalendarFile)
     if parsed is None:
         return problems, False
+    if parsed.programme is not None:
+        here = Location(str(path), raw.key_lines["programme"])
+        first = program.where.get(("programme", ""))
+        if first is not None:
+            problems.append(f"{here}: a second programme block (first at {first}): a folder carries one guidance")
+        else:
+            program.programme = parsed.programme
+            program.where[("programme", "")] = here
     sections: tuple[tuple[str, str, list[Any], dict[str, Any]], ...] = (
         ("unit", "units", parsed.units, program.units),
         ("ladder", "ladders", parsed.ladders, program.ladders),
@@ -224,6 +237,21 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
             line = _line_of(raw, ("units", index, "contacts", number, "url"))
             program.where[("contact", f"{unit.id}/{contact.name}")] = Location(str(path), line)
     return problems, True
+
+
+def _sign_sms(program: Program, signature: str) -> None:
+    """Give each smsgw:// contact without a ``sign=`` of its own the programme's SMS signature (notify/sms.py)."""
+    for unit_id, unit in list(program.units.items()):
+        contacts = [_signed(contact, signature) for contact in unit.contacts]
+        if contacts != unit.contacts:
+            program.units[unit_id] = unit.model_copy(update={"contacts": contacts})
+
+
+def _signed(contact: ContactSpec, signature: str) -> ContactSpec:
+    if contact.channel != "smsgw" or "sign" in parse_qs(urlsplit(contact.url).query):
+        return contact
+    joiner = "&" if "?" in contact.url else "?"
+    return contact.model_copy(update={"url": f"{contact.url}{joiner}sign={quote(signature)}"})
 
 
 def _cross_check(program: Program) -> list[str]:

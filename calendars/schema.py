@@ -1,7 +1,7 @@
 """The calendar file schema: the policy as data.
 
-A calendar file holds any of ``units``, ``ladders`` and ``duties``. Every model forbids unknown fields, so a typo is an
-error with a line number rather than a silently ignored setting.
+A calendar file holds any of ``units``, ``ladders`` and ``duties``; one file of a folder holds its ``programme``. Every
+model forbids unknown fields, so a typo is an error with a line number rather than a silently ignored setting.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class LevelSpec(Strict):
 class LadderSpec(Strict):
     id: str = Field(pattern=ID_PATTERN)
     clause: str = Field(min_length=2)
+    quote: str = Field(default="", description="The guidance's words for the ladder, quoted in every notice")
     grace_workdays: int = Field(default=0, ge=0, le=30, description="Working days after the due date before 交办")
     levels: list[LevelSpec] = Field(min_length=1)
     inferred: bool = False
@@ -230,6 +231,10 @@ class DutySpec(Strict):
     remind_time: TimeOfDay = TimeOfDay(9, 0)
     send_window: SendWindowSpec = SendWindowSpec()
     monthly_tasks: dict[int, list[str]] = Field(default={}, description="Month-specific tasks (1–12)")
+    sample: str | None = Field(
+        default=None,
+        description="The monthly_tasks are a sample, not the guidance's own: this notice is shown wherever they are",
+    )
     quota: QuotaSpec | None = None
     unannounced: UnannouncedSpec | None = None
     target: TargetSpec | None = None
@@ -289,10 +294,36 @@ class DutySpec(Strict):
             raise ValueError("due: unannounced checks fall on drawn days, so leave the due rule at last_workday")
         if self.monthly_tasks and self.recurrence.period != "month":
             raise ValueError("monthly_tasks needs a monthly recurrence (period: month)")
+        if self.sample is not None and not self.sample.strip():
+            raise ValueError("sample: say in words what is a sample and what will replace it")
+        if self.sample is not None and not self.monthly_tasks:
+            raise ValueError("sample: marks the monthly_tasks as a sample, and this duty has none")
         return self
 
 
+class ProgrammeSpec(Strict):
+    """The guidance a folder of calendars carries out, and the office that issues it: cited and signed in every
+    message and page, so another city loads its own programme without touching the templates."""
+
+    name: str = Field(min_length=1, description="The guidance's title, e.g. 关于加快打造城市精细化管理升级版的指导意见")
+    document: str = Field(
+        min_length=1, description="Its document number, cited before each clause: 湖城管委〔2022〕2号"
+    )
+    office: str = Field(min_length=1, description="The office that sends the messages and signs them")
+    office_short: str = Field(min_length=1, description="How a sentence names the office, e.g. 市城管办")
+    sms_signature: str = Field(
+        min_length=2,
+        max_length=20,
+        description="The registered SMS signature (短信签名), for smsgw:// contacts that give no sign= of their own",
+    )
+
+    def cite(self, clause: str) -> str:
+        """A clause with the document it is in: 湖城管委〔2022〕2号 附件1 第6项 举措2."""
+        return f"{self.document} {clause}"
+
+
 class CalendarFile(Strict):
+    programme: ProgrammeSpec | None = None
     units: list[UnitSpec] = []
     ladders: list[LadderSpec] = []
     duties: list[DutySpec] = []

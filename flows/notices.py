@@ -43,19 +43,19 @@ def message(
 ) -> tuple[str, str]:
     program = ctx.program
     leads = [program.units[u].name for s in duty.lead for u in program.resolve_near(s, occurrence.unit_id)]
-    text = render(
-        f"messages/{template}.txt.j2",
-        occurrence=occurrence,
-        duty=duty,
-        unit=program.units[occurrence.unit_id],
-        leads="、".join(dict.fromkeys(leads)),
-        link=confirmation_link(ctx.settings, ctx.secret, occurrence, at=at),
-        unit_link=unit_link(ctx.settings, ctx.secret, occurrence.unit_id, at=at),
-        zone=ctx.zone,
-        at=at,
-        **extra,
-    )
-    return title_and_body(text)
+    context = {
+        "programme": program.programme,  # the document cited and the office that signs (templates/__init__.py)
+        "ladder": program.ladders.get(duty.ladder),
+        "occurrence": occurrence,
+        "duty": duty,
+        "unit": program.units[occurrence.unit_id],
+        "leads": "、".join(dict.fromkeys(leads)),
+        "link": confirmation_link(ctx.settings, ctx.secret, occurrence, at=at),
+        "unit_link": unit_link(ctx.settings, ctx.secret, occurrence.unit_id, at=at),
+        "zone": ctx.zone,
+        "at": at,
+    }
+    return title_and_body(render(f"messages/{template}.txt.j2", **{**context, **extra}))
 
 
 def title_and_body(text: str) -> tuple[str, str]:

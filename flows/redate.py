@@ -337,6 +337,7 @@ def _queue_notices(session: Session, ctx: Context, outgoing: Outgoing, moves: li
                 entries=entries,
                 unit_link=unit_link(ctx.settings, ctx.secret, unit_id, at=at),
                 zone=ctx.zone,
+                programme=ctx.program.programme,
             )
         )
         first = entries[0]["item"]

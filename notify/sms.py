@@ -5,6 +5,10 @@ apprise custom notification: a function registered for a URL schema with ``appri
 example, ``smsgw://HOST[:PORT]/PATH?to=PHONE[,PHONE]&sign=签名``, posts JSON to an HTTP gateway and trusts only the
 ``code`` in the answer's body, like the chat bots. To add a real provider, copy this function, change the payload
 and the answer check, and register it under a new schema; the outbox, retries and failover work unchanged.
+
+The signature (短信签名) is the programme's data, not this module's: when the calendars are loaded, a contact
+without ``sign=`` gets ``programme.sms_signature`` (calendars/loader.py). A message with no signature at all is
+refused here, as the operators would refuse it.
 """
 
 from __future__ import annotations
@@ -25,9 +29,12 @@ def send_sms(body: str, title: str, notify_type: str, meta: dict[str, Any], *arg
     if not phones:
         logger.warning("SMS gateway: no phone number (to=) in the URL.")
         return False
+    sign = str(meta.get("qsd", {}).get("sign", "")).strip()
+    if not sign:
+        logger.warning("SMS gateway: no signature (sign=) in the URL, and the calendars' programme gives none.")
+        return False
     port = f":{meta['port']}" if meta.get("port") else ""
     url = f"http://{meta['host']}{port}{meta.get('fullpath') or '/'}"
-    sign = meta.get("qsd", {}).get("sign", "湖州城管")
     payload = {"phones": phones, "sign": sign, "content": f"【{sign}】{title}\n{body}"[:SMS_LIMIT]}
     try:
         answer = requests.post(

@@ -1,6 +1,8 @@
 """Jinja2 templates, rendered by one helper (DESIGN principle 7).
 
 ``messages/`` holds the texts units receive; ``pages/`` holds the web pages. HTML is autoescaped, text is not.
+Every template may use ``programme`` (calendars.schema.ProgrammeSpec, or None for a folder that names no guidance):
+the document it cites (``clause|cite(programme)``) and the office that signs (``messages/signature.txt.j2``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ def readable(value: Any, zone: Any) -> Any:
     return value
 
 
+def cite(clause: str, programme: Any) -> str:
+    """附件1 第6项 举措2 with its document in front (湖城管委〔2022〕2号 附件1 第6项 举措2), when there is one."""
+    return programme.cite(clause) if programme is not None else clause
+
+
 @lru_cache
 def environment() -> Environment:
     env = Environment(
@@ -44,8 +51,10 @@ def environment() -> Environment:
     )
     env.filters["local_time"] = local_time
     env.filters["readable"] = readable
+    env.filters["cite"] = cite
     return env
 
 
 def render(name: str, **context: Any) -> str:
+    context.setdefault("programme", None)
     return environment().get_template(name).render(**context)

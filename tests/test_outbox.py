@@ -286,11 +286,13 @@ def test_the_sms_example_plugs_into_the_outbox(ledger: Session, fresh_inbox: Inb
     from calendars.loader import check  # noqa: F401  (the loader accepts smsgw:// URLs as valid)
 
     gateway = f"smsgw://127.0.0.1:{fresh_inbox.http_port}/sms/send?to=13800000000,13900000000&sign=湖州城管"
-    refused = f"smsgw://127.0.0.1:{fresh_inbox.http_port}/errcode/40001?to=13800000000"
+    refused = f"smsgw://127.0.0.1:{fresh_inbox.http_port}/errcode/40001?to=13800000000&sign=湖州城管"
+    unsigned = f"smsgw://127.0.0.1:{fresh_inbox.http_port}/sms/send?to=13700000000"  # the loader signs such contacts
     assert apprise.Apprise.instantiate(gateway) is not None
-    queue_to(ledger, [gateway, refused])
+    queue_to(ledger, [gateway, refused, unsigned])
     report = outbox.dispatch(ledger, send_apprise, at=AT)
-    assert (report.sent, report.failed) == (1, 1)
+    assert report.sent == 1 and report.failed + report.retry == 2
+    assert "no signature" in deliveries(ledger)[2].log
     (post,) = fresh_inbox.posts
     assert post.payload["phones"] == ["13800000000", "13900000000"]
     assert post.payload["content"].startswith("【湖州城管】【工作提醒】测试")

@@ -18,8 +18,7 @@ __all__ = ["app", "clock", "get_session"]
 
 app = FastAPI(
     title="duties",
-    description="湖州市城市管理常态化任务：单位确认链接、管理台与 JSON 接口。"
-    "接口令牌由 `duties user token 用户名` 生成。",
+    description="城市管理常态化任务：单位确认链接、管理台与 JSON 接口。接口令牌由 `duties user token 用户名` 生成。",
     version="1",
 )
 app.include_router(units.router)

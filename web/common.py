@@ -11,7 +11,8 @@ from fastapi import Depends, Path
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
-from calendars.loader import Program
+from calendars.loader import CalendarError, Program
+from calendars.schema import ProgrammeSpec
 from flows import runtime
 from store.db import session_scope
 from store.models import LEVEL_NAMES, STATUS_LABELS
@@ -44,9 +45,31 @@ def program() -> Program:
     return runtime.load_calendars()
 
 
+def programme() -> ProgrammeSpec | None:
+    """The guidance the pages cite and the office they name; None when the calendars name none or cannot be read
+    (an error page must still render)."""
+    try:
+        return program().programme
+    except CalendarError:
+        return None
+
+
+def office_short() -> str:
+    """How a sentence names the office: 请联系市城管办."""
+    found = programme()
+    return found.office_short if found else "管理部门"
+
+
 def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     settings = get_settings()
-    html = render(f"pages/{name}", zone=settings.zone, status_labels=STATUS_LABELS, level_names=LEVEL_NAMES, **context)
+    html = render(
+        f"pages/{name}",
+        zone=settings.zone,
+        status_labels=STATUS_LABELS,
+        level_names=LEVEL_NAMES,
+        programme=programme(),
+        **context,
+    )
     return HTMLResponse(html, status_code=status_code)
 
 

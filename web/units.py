@@ -24,7 +24,7 @@ from store.db import secret_key
 from store.models import Confirmation, Duty, Escalation, Occurrence, Unit
 from store.queries import find_occurrences
 from store.settings import get_settings
-from web.common import NowDep, SessionDep, page, problem_page
+from web.common import NowDep, SessionDep, office_short, page, problem_page
 from web.tokens import BadLink, read_token, read_unit_token
 
 MAX_NOTE = 2000
@@ -35,9 +35,9 @@ EXIF_IFD, EXIF_TAKEN, EXIF_CHANGED = 0x8769, 36867, 306  # Exif sub-IFD, DateTim
 OPEN_STATUSES = ("scheduled", "due", "overdue", "parked")
 LINK_PROBLEMS = {
     "tampered": (400, "链接无效", "该链接不完整或已被改动，无法使用。请直接点击通知中的原始链接，不要手工修改。"),
-    "expired": (410, "链接已过期", "该链接已超过有效期。请联系市城管办或使用最新通知中的链接。"),
+    "expired": (410, "链接已过期", "该链接已超过有效期。请联系{office}或使用最新通知中的链接。"),
     "revoked": (410, "链接已作废", "该链接已被管理部门作废，请使用最新通知中的链接。"),
-    "unknown": (404, "事项不存在", "找不到该链接对应的事项，可能已被撤销。请联系市城管办。"),
+    "unknown": (404, "事项不存在", "找不到该链接对应的事项，可能已被撤销。请联系{office}。"),
 }
 
 router = APIRouter()
@@ -52,7 +52,7 @@ class LinkError(Exception):
 
 def link_problem(reason: str) -> HTMLResponse:
     status_code, title, message = LINK_PROBLEMS[reason]
-    return problem_page(status_code, title, message)
+    return problem_page(status_code, title, message.format(office=office_short()))
 
 
 # The item behind a link with its duty and unit: one query, built once (three lookups by key cost three times as much).
