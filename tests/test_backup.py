@@ -43,7 +43,7 @@ def test_a_backup_restores_every_row_and_photo(
     filled_store(session, ctx, client, now)
     var = get_settings().var_dir
     before_counts, before_photos = backup.row_counts(db.get_engine()), backup.evidence_hashes(var / "evidence")
-    assert len(before_photos) == 2 and before_counts["occurrence"] == 57 and before_counts["confirmation"] == 2
+    assert len(before_photos) == 2 and before_counts["occurrence"] == 63 and before_counts["confirmation"] == 2
     archive = tmp_path / "backup.tar.gz"
     made = runner.invoke(cli, ["backup", str(archive), "--at", "2026-02-03T12:00"])
     assert made.exit_code == 0 and "2 张照片" in made.stdout, made.stderr

@@ -76,7 +76,7 @@ def test_plan_occurrences_and_overdue_speak_json(sqlite_store: str) -> None:
     code, out, _ = run("overdue", "--at", "2026-02-07T09:00")
     assert code == 0 and "已逾期" in out and "共 5 条" in out
     with db.session_scope() as session:
-        assert count_rows(session, Occurrence) == 5 and count_rows(session, Unit) == 56
+        assert count_rows(session, Occurrence) == 5 and count_rows(session, Unit) == 75
     code, _, err = run("plan", "--from", "2026-02-01", "--to", "2026-02-08", "--duty", "no-such-duty")
     assert code == 2 and "没有这些任务：no-such-duty" in err
 
