@@ -198,7 +198,7 @@ def _read_workdays(path: Path, program: Program) -> list[str]:
         return problems
     if path.stem != str(parsed.year):
         return [f"{path}:1: year {parsed.year} in a file named {path.name}: name it {parsed.year}.yaml"]
-    program.workdays.add_year(parsed.year, holidays=parsed.holidays, workdays=parsed.workdays)
+    program.workdays.add_year(parsed.year, holidays=parsed.holidays, workdays=parsed.workdays, source=parsed.source)
     return []
 
 
@@ -278,6 +278,12 @@ def _cross_check(program: Program) -> list[str]:
                     here = program.location("duty", duty.id, field_name)
                     problems.append(f"{here}: duty {duty.id}: unknown unit or group {selector!r}")
         problems += _never_due(program, duty)
+        if duty.due.rule == "day_of_period" and duty.due.roll == "none":
+            here = program.location("duty", duty.id, "due")
+            problems.append(
+                f"{here}: duty {duty.id}: due.roll: none lets a due date fall on a day off; "
+                "write roll: backward or roll: forward"
+            )
     return problems
 
 

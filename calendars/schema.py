@@ -113,6 +113,12 @@ class DueSpec(Strict):
     roll: Literal["none", "forward", "backward"] = Field(
         default="backward", description="day_of_period on a holiday: move to a working day"
     )
+    empty_period: Literal["skip", "previous_workday", "next_workday"] | None = Field(
+        default=None,
+        description="A period with no working day at all (a week inside the Spring Festival): skip it, or fall due "
+        "on the last working day before it or the first after it. Default: previous_workday for a quota (每周不少于1次 "
+        "has no exception), skip otherwise",
+    )
 
     @model_validator(mode="after")
     def _parameters_match_rule(self) -> DueSpec:
@@ -253,6 +259,13 @@ class DutySpec(Strict):
         if self.quota is not None:
             return "quota"
         return "calendar"
+
+    @property
+    def empty_period(self) -> str:
+        """What a period with no working day does: the due rule's choice, else the default for the duty's kind."""
+        if self.due.empty_period is not None:
+            return self.due.empty_period
+        return "previous_workday" if self.quota is not None else "skip"
 
     @property
     def required(self) -> float:
