@@ -538,6 +538,7 @@ def upcoming(
             "skipped": period.skipped,
             "flags": list(period.flags),
             "tasks": list(period.tasks),
+            "sample": duty.sample if period.tasks else None,  # the tasks are a sample until the real 月历 is loaded
         }
         if duty.chain is not None and not period.skipped:
             inspected = period.due_at.date()

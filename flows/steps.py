@@ -350,6 +350,7 @@ def _queue_reminders(
                 entries=entries,
                 unit_link=unit_link(ctx.settings, ctx.secret, first.unit_id, at=at),
                 zone=ctx.zone,
+                programme=ctx.program.programme,
             )
         )
         stage = f"digest:{at.astimezone(ctx.zone):%Y%m%d%H%M}"

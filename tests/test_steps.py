@@ -212,8 +212,10 @@ def test_several_reminders_for_a_unit_at_once_become_one_digest(
         for duty in ("clean-home-street", "market-cleanup", "greening-monthly")
     }
     assert claimed == expected and len(links) == 3
-    for fragment in ("附件1 第1项 举措5", "附件1 第6项 举措4", "三(二)3", "本期任务：修剪收尾"):
+    for fragment in ("附件1 第1项 举措5", "附件1 第6项 举措4", "三(二)3", "本期任务：修剪收尾", "【示例月历】"):
         assert fragment in mail.body
+    assert "湖城管委〔2022〕2号 附件1 第1项 举措5" in mail.body  # the programme's document, cited in a digest too
+    assert mail.body.rstrip().endswith("湖州市城市管理委员会办公室（市城管办）")
     # A unit with one reminder still gets a plain reminder.
     single = [m for m in fresh_inbox.mails if m.recipients == ["wuxing-greening@demo.huzhou.local"]]
     assert len(single) == 1 and single[0].subject.startswith("【工作提醒】园林绿化月度养护清单")
