@@ -22,6 +22,7 @@ from calendars.schema import DutySpec
 from calendars.workdays import UNPUBLISHED_FLAG, WorkdayCalendar
 from flows import actions, steps
 from flows.cli import app
+from flows.redate import Move
 from flows.runtime import make_context
 from flows.steps import Context
 from notify.receivers import Inbox
@@ -135,7 +136,8 @@ def _item(session: Session, duty: str, unit: str, period: str) -> Occurrence:
     return session.execute(query.execution_options(populate_existing=True)).scalar_one()
 
 
-def _due_day(item: Occurrence) -> date:
+def _due_day(item: Occurrence | None) -> date:
+    assert item is not None
     return item.due_at.astimezone(SHANGHAI).date()
 
 
@@ -160,11 +162,11 @@ def test_an_arrangement_moves_open_items_and_tells_units_already_reminded(
     (calendars_dir / "workdays").mkdir(exist_ok=True)
     (calendars_dir / "workdays" / "2027.yaml").write_text(ARRANGEMENT_2027, encoding="utf-8")
     at = local("2027-01-27T11:00")
-    window = {"start": date(2027, 1, 25), "end": date(2027, 2, 14), "at": at}
-    assert steps.plan_report(session, _context(session, calendars_dir), **window).moves
+    assert _replan(session, calendars_dir, at)
 
-    reminded, silent = session.get(Occurrence, reminded.id), session.get(Occurrence, silent.id)
-    assert reminded is not None and silent is not None
+    moved, quiet = session.get(Occurrence, reminded.id), session.get(Occurrence, silent.id)
+    assert moved is not None and quiet is not None
+    reminded, silent = moved, quiet
     assert _due_day(reminded) == date(2027, 1, 30)  # the worked Saturday is the week's last working day
     assert _due_day(silent) == date(2027, 2, 4)  # W06 is all holiday now: the working day before it
     assert UNPUBLISHED_FLAG not in reminded.flags and UNPUBLISHED_FLAG not in silent.flags
@@ -205,6 +207,13 @@ def test_an_arrangement_moves_open_items_and_tells_units_already_reminded(
     )
 
 
+def _replan(session: Session, calendars_dir: Path, at: datetime, *, dry_run: bool = False) -> list:
+    """Plan late January and early February 2027 on the calendars as they are now; the moves it made."""
+    ctx = _context(session, calendars_dir)
+    report = steps.plan_report(session, ctx, start=date(2027, 1, 25), end=date(2027, 2, 14), at=at, dry_run=dry_run)
+    return report.moves
+
+
 def test_a_rule_change_moves_open_items_withdraws_lost_periods_and_leaves_the_rest(
     session: Session, ctx: Context, calendars_dir: Path
 ) -> None:
@@ -221,21 +230,18 @@ def test_a_rule_change_moves_open_items_withdraws_lost_periods_and_leaves_the_re
         actor="boss",
         at=local("2026-04-01T09:00"),
     )
-    duties = calendars_dir / "huzhou" / "duties.yaml"
-    text = duties.read_text(encoding="utf-8")
-    start = text.index("  - id: greening-monthly")
-    following = text.find("  - id:", start + 10)
-    block = text[start : following if following > 0 else len(text)]
-    changed = block.replace("rrule: FREQ=MONTHLY\n", "rrule: FREQ=MONTHLY;BYMONTH=1,2,3,4,6,7,8,9,10,11,12\n")
-    changed = changed.replace('due: {rule: last_workday, time: "17:00"}', "due: {rule: day_of_period, day: 20}")
-    assert changed != block and "day_of_period" in changed
-    duties.write_text(text.replace(block, changed), encoding="utf-8")
+    _change_greening_rule(
+        calendars_dir, "rrule: FREQ=MONTHLY\n", "rrule: FREQ=MONTHLY;BYMONTH=1,2,3,4,6,7,8,9,10,11,12\n"
+    )
+    _change_greening_rule(
+        calendars_dir, 'due: {rule: last_workday, time: "17:00"}', "due: {rule: day_of_period, day: 20}"
+    )
 
     at = local("2026-04-10T09:00")
     moves = steps.plan_report(
         session, _context(session, calendars_dir), start=date(2026, 4, 10), end=date(2026, 6, 30), at=at
     ).moves
-    by_id = {move.occurrence_id: move for move in moves}
+    by_id: dict[int | None, Move] = {move.occurrence_id: move for move in moves}
     assert _due_day(session.get(Occurrence, kept.id)) == date(2026, 4, 20)
     assert "期次或截止规则已调整" in by_id[kept.id].reason
     gone = session.get(Occurrence, lost.id)
@@ -309,6 +315,39 @@ def test_an_item_moved_after_a_reminder_is_reminded_again_for_its_new_date(sessi
         at=local("2026-02-26T10:00"),
     )
     steps.remind(session, ctx, at=local("2026-03-09T09:30"))  # 3 days before 12 March: the same lead time again
-    query = select(Delivery.stage).where(col(Delivery.occurrence_id) == item.id)
+    query = select(col(Delivery.stage)).where(col(Delivery.occurrence_id) == item.id)
     stages = set(session.execute(query).scalars())
     assert {"remind:3d@20260228", "remind:3d@20260312"} <= stages
+
+
+def _change_greening_rule(calendars_dir: Path, old: str, new: str) -> None:
+    duties = calendars_dir / "huzhou" / "duties.yaml"
+    text = duties.read_text(encoding="utf-8")
+    start = text.index("  - id: greening-monthly")
+    following = text.find("  - id:", start + 10)
+    block = text[start : following if following > 0 else len(text)]
+    assert old in block
+    duties.write_text(text.replace(block, block.replace(old, new)), encoding="utf-8")
+
+
+def test_a_reminded_unit_is_told_when_its_item_is_withdrawn(
+    session: Session, ctx: Context, calendars_dir: Path, fresh_inbox: Inbox
+) -> None:
+    steps.plan(session, ctx, start=date(2026, 3, 1), end=date(2026, 4, 30), at=local("2026-02-20T08:00"))
+    steps.remind(session, ctx, at=local("2026-03-06T09:30"))  # 25 days before 31 March
+    march = _item(session, "greening-monthly", "anji-greening", "2026-03")
+    assert march.reminders_sent == 1
+    steps.dispatch(session, ctx, at=local("2026-03-06T09:30"))
+    _change_greening_rule(
+        calendars_dir, "rrule: FREQ=MONTHLY\n", "rrule: FREQ=MONTHLY;BYMONTH=1,2,4,5,6,7,8,9,10,11,12\n"
+    )
+    fresh_inbox.mails.clear()
+    at = local("2026-03-06T10:00")
+    changed = _context(session, calendars_dir)
+    moves = steps.plan_report(session, changed, start=date(2026, 3, 6), end=date(2026, 4, 30), at=at).moves
+    assert {m.occurrence_id for m in moves if m.new_due is None} >= {march.id}
+    withdrawn = session.get(Occurrence, march.id)
+    assert withdrawn is not None and withdrawn.status_at(at) == "waived" and withdrawn.next_remind_at is None
+    steps.dispatch(session, changed, at=at)
+    (mail,) = [m for m in fresh_inbox.mails if m.recipients == ["anji-greening@demo.huzhou.local"]]
+    assert mail.subject.startswith("【变更通知】") and "本期已撤销" in mail.body and "期次或截止规则已调整" in mail.body
