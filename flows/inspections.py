@@ -286,16 +286,39 @@ def _reports(session: Session, occurrence_id: int | None) -> list[Confirmation]:
     return list(session.execute(query).scalars())
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(value: Any) -> Any:
+    """A cell that a spreadsheet shows and never evaluates (OWASP CSV injection): text that could start a formula
+    gets a leading single quote. Numbers the system writes stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def inert_row(row: list[Any]) -> list[Any]:
+    return [inert(value) for value in row]
+
+
+def _append_text(sheet: Any, row: list[Any]) -> None:
+    """Append ``row`` made inert, each text cell typed as a string so openpyxl never stores a formula."""
+    sheet.append(inert_row(row))
+    for cell in sheet[sheet.max_row]:
+        if isinstance(cell.value, str):
+            cell.data_type = "s"
+
+
 def to_xlsx(lists: dict[str, list[list[Any]]], *, title: str) -> bytes:
-    """One workbook, one sheet per list, headers bold and frozen."""
+    """One workbook, one sheet per list, headers bold and frozen; every cell inert."""
     book = Workbook()
     book.remove(book.active)
     for name, rows in lists.items():
         sheet = book.create_sheet(name)
-        sheet.append([f"{title} · {name}"])
+        _append_text(sheet, [f"{title} · {name}"])
         sheet["A1"].font = Font(bold=True, size=13)
         for row in rows:
-            sheet.append(row)
+            _append_text(sheet, row)
         for cell in sheet[2]:
             cell.font = Font(bold=True)
         sheet.freeze_panes = "A3"
@@ -311,7 +334,7 @@ def to_xlsx(lists: dict[str, list[list[Any]]], *, title: str) -> bytes:
 
 
 def to_csv(rows: list[list[Any]]) -> bytes:
-    """UTF-8 with a byte-order mark, so Excel on a Chinese Windows desktop opens it without garbling."""
+    """UTF-8 with a byte-order mark, so Excel on a Chinese Windows desktop opens it without garbling; cells inert."""
     text = io.StringIO()
-    csv.writer(text).writerows(rows)
+    csv.writer(text).writerows(inert_row(row) for row in rows)
     return ("\ufeff" + text.getvalue()).encode("utf-8")
