@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrulestr
 
-from calendars.schema import DueSpec, DutySpec
+from calendars.schema import DueSpec, DutySpec, bounded_rrule
 from calendars.workdays import UNPUBLISHED_FLAG, WorkdayCalendar
 
 # A Monday, so weekly rules yield Mondays and monthly rules yield a day we normalise to the 1st.
@@ -30,7 +30,10 @@ CLAMPED_FLAG = "月末截取"
 ROLLED_FLAG = "遇节假日调整"
 SKIPPED_FLAG = "本期无此日，跳过"
 NO_WORKDAY_FLAG = "本期无工作日，跳过"
-EMPTY_PERIOD_FLAGS = {"previous_workday": "本期无工作日，提前至上一工作日", "next_workday": "本期无工作日，顺延至下一工作日"}
+EMPTY_PERIOD_FLAGS = {
+    "previous_workday": "本期无工作日，提前至上一工作日",
+    "next_workday": "本期无工作日，顺延至下一工作日",
+}
 UNANNOUNCED_FLAG = "不定时抽查"
 # How far before ``start`` a period can begin and still fall due inside the window: its own length, plus room for a
 # due day rolled forward past the period's end over a long holiday (the Spring Festival is 8 to 9 days).
@@ -85,6 +88,10 @@ def period_starts(duty: DutySpec, start: date, end: date) -> list[date]:
 @lru_cache(maxsize=4096)
 def _period_starts(rrule: str, period: str, start: date, end: date) -> tuple[date, ...]:
     # Cached: every unit of a duty asks for the same window, and walking the rule from its anchor in 2000 costs.
+    try:
+        bounded_rrule(rrule)  # the schema refuses these; a spec built around it yields nothing rather than hang
+    except ValueError:
+        return ()
     rule = rrulestr(rrule, dtstart=RULE_ANCHOR)
     window = rule.between(
         datetime.combine(start, datetime.min.time()), datetime.combine(end, datetime.min.time()), inc=True

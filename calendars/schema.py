@@ -99,7 +99,44 @@ class RecurrenceSpec(Strict):
             rrulestr(value, dtstart=None, forceset=False)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"invalid RRULE {value!r}: {exc}") from None
+        bounded_rrule(value)
         return value
+
+
+# Periods are weeks, months and years: a finer FREQ, or an hour, minute or second, only multiplies the instances
+# walked from the planner's anchor in 2000 (FREQ=SECONDLY never finishes), and INTERVAL=0 never moves on.
+RRULE_PARTS = {
+    "FREQ",
+    "INTERVAL",
+    "UNTIL",
+    "WKST",
+    "BYMONTH",
+    "BYMONTHDAY",
+    "BYYEARDAY",
+    "BYWEEKNO",
+    "BYDAY",
+    "BYSETPOS",
+}
+MAX_INTERVAL = {"WEEKLY": 52, "MONTHLY": 24, "YEARLY": 10}
+COUNT_REFUSED = "COUNT is not allowed: it counts from the planner's anchor in 2000; end the rule with UNTIL instead"
+
+
+def bounded_rrule(value: str) -> None:
+    """Refuse a rule whose expansion could be endless or enormous; say what to write instead."""
+    text = value.strip()
+    text = text[len("RRULE:") :] if text.upper().startswith("RRULE:") else text
+    parts = dict(part.partition("=")[::2] for part in text.upper().split(";") if part)
+    if "COUNT" in parts:
+        raise ValueError(COUNT_REFUSED)
+    unknown = sorted(set(parts) - RRULE_PARTS)
+    if unknown:
+        raise ValueError(f"RRULE part {unknown[0]} is not allowed: periods are weeks, months and years")
+    freq = parts.get("FREQ", "")
+    if freq not in MAX_INTERVAL:
+        raise ValueError(f"FREQ={freq} is not allowed: write FREQ=WEEKLY, FREQ=MONTHLY or FREQ=YEARLY")
+    interval, most = parts.get("INTERVAL", "1"), MAX_INTERVAL[freq]
+    if not interval.isdigit() or not 1 <= int(interval) <= most:
+        raise ValueError(f"INTERVAL={interval} is out of range: with FREQ={freq} write 1 to {most}")
 
 
 class DueSpec(Strict):
