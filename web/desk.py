@@ -38,7 +38,7 @@ from store.settings import get_settings
 from web import auth
 from web.auth import Scope
 from web.common import NowDep, RowId, SessionDep, page, problem_page, program
-from web.units import evidence_path
+from web.units import evidence_media_type, evidence_path
 
 PAGE_SIZE = 100
 ACTION_LABELS = {
@@ -456,7 +456,8 @@ def evidence(occurrence_id: RowId, name: str, session: SessionDep, user: UserDep
     path = evidence_path(name) if name in names else None
     if path is None:
         return problem_page(404, "照片不存在", "找不到该照片。")
-    return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
+    headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
+    return FileResponse(path, media_type=evidence_media_type(name), headers=headers)
 
 
 # ---------------------------------------------------------------- deliveries (city office)
