@@ -48,7 +48,7 @@ def serving(at: datetime) -> Iterator[str]:
 
 @pytest.fixture
 def february(session: Session, ctx: Context) -> dict[str, Unit]:
-    """CORE over February 2026, escalated as the ticks would have: W06 twice (督办), W07 once (交办). The units."""
+    """CORE over February 2026, escalated as the ticks would have: W06 twice (督办), W07 and W08 once (交办)."""
     steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 28), at=local("2026-01-20T08:00"), only=CORE)
     steps.escalate(session, ctx, at=local("2026-02-09T17:00"))  # W06 → 交办
     steps.escalate(session, ctx, at=local("2026-02-14T17:00"))  # W06 → 督办
@@ -169,7 +169,8 @@ def test_city_manager_filters_overdue_extends_and_records_a_talk(
     add_manager(session, "city-boss")
     overdue = [o for o in all_items(session) if o.status_at(DESK_NOW) == "overdue"]
     levels = {level: sum(o.level == level for o in overdue) for level in (1, 2)}
-    assert len(overdue) == 10 and levels == {1: 5, 2: 5}  # the plan this test stands on
+    # The plan this test stands on: W06 at 督办; W07 and W08 (all 春节, due the Saturday before it) at 交办.
+    assert len(overdue) == 15 and levels == {1: 10, 2: 5}
     page = desk_page
 
     with serving(DESK_NOW) as base:
