@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from calendars.loader import Program
-from calendars.recurrence import Period, expand, reminder_times
+from calendars.recurrence import LOOK_BACK, Period, expand, reminder_times
 from calendars.schema import DutySpec
 from flows.common import SYSTEM, Context, occurrence_row
 from flows.notices import Outgoing, confirmation_link, recipients_by_unit, title_and_body, unit_link
@@ -278,9 +278,12 @@ def _moved_values(item: Occurrence, row: dict[str, Any], reminders: list[datetim
 
 
 def _periods_by_key(ctx: Context, duty: DutySpec, items: list[Occurrence]) -> dict[tuple[str, str], Period]:
-    """The periods the current calendars give the items' units, around the items' own dates."""
+    """The periods the current calendars give the items' units, around the items' own dates: from before the first
+    period's start to after the last one's end, however far the new rule moves a due date inside its period."""
     start = min(item.starts_at for item in items).astimezone(ctx.zone).date() - MARGIN
-    end = max(item.due_at for item in items).astimezone(ctx.zone).date() + MARGIN
+    last_start = max(item.starts_at for item in items).astimezone(ctx.zone).date()
+    last_due = max(item.due_at for item in items).astimezone(ctx.zone).date()
+    end = max(last_start + LOOK_BACK[duty.recurrence.period], last_due) + MARGIN
     program = ctx.program
     if duty.unannounced is None:
         shared = {p.key: p for p in expand(duty, start, end, program.workdays, ctx.zone)}

@@ -351,3 +351,27 @@ def test_a_reminded_unit_is_told_when_its_item_is_withdrawn(
     steps.dispatch(session, changed, at=at)
     (mail,) = [m for m in fresh_inbox.mails if m.recipients == ["anji-greening@demo.huzhou.local"]]
     assert mail.subject.startswith("【变更通知】") and "本期已撤销" in mail.body and "期次或截止规则已调整" in mail.body
+
+
+def test_a_due_date_moved_far_inside_its_period_is_moved_not_withdrawn(session: Session, calendars_dir: Path) -> None:
+    """A yearly target due on the 60th working day, moved to the year's last: nine months later, same period."""
+    targets = calendars_dir / "huzhou" / "targets.yaml"
+    shipped = targets.read_text(encoding="utf-8")
+    start = shipped.index("  - id: target-beautiful-communities\n")
+    rule = '    due: {rule: last_workday, time: "17:00"}\n'
+    end = shipped.index(rule, start)
+    targets.write_text(shipped[:end] + "    due: {rule: nth_workday, n: 60}\n" + shipped[end + len(rule) :], "utf-8")
+    early = _context(session, calendars_dir)
+    steps.sync_program(session, early.program, at=local("2026-01-05T08:00"))
+    steps.plan(session, early, start=date(2026, 1, 1), end=date(2026, 12, 31), at=local("2026-01-05T08:00"))
+    query = select(Occurrence).where(col(Occurrence.duty_id) == "target-beautiful-communities")
+    (item,) = session.execute(query).scalars()
+    assert _due_day(item).month in (3, 4)
+
+    targets.write_text(shipped, encoding="utf-8")
+    at = local("2026-01-05T09:00")
+    moves = steps.plan_report(
+        session, _context(session, calendars_dir), start=date(2026, 1, 5), end=date(2026, 12, 31), at=at
+    ).moves
+    (move,) = [m for m in moves if m.duty_id == "target-beautiful-communities"]
+    assert move.new_due is not None and _due_day(session.get(Occurrence, item.id)) == date(2026, 12, 31)
