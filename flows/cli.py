@@ -415,7 +415,11 @@ def workdays(
         out.print(f"{item['date']} 周{item['weekday']}{note}", highlight=False)
     out.print(f"共 {len(days)} 个工作日。")
     for year in unpublished:
-        err.print(f"[yellow]警告：[/yellow]{year}年节假日安排未收录，按周一至周五计算。", highlight=False)
+        err.print(
+            f"[yellow]警告：[/yellow]{year}年节假日安排未收录：已排除法定节假日，调休（连休与补班）未知，"
+            "发布后用 duties workdays import 导入。",
+            highlight=False,
+        )
 
 
 @workdays_app.command("import")
