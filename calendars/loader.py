@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -69,6 +70,25 @@ def _construct_timestamp(loader: _LineLoader, node: yaml.ScalarNode) -> Any:
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+# YAML 1.1 reads 17:00 as the base-60 number 1020, 0123 as octal 83, and yes/no/on/off as booleans: what was written
+# is then silently something else (a due time of 00:17, a unit id 83, a tag False). Only the forms YAML 1.2 agrees on
+# stay numbers and booleans; everything else stays the string that was written, and the schema reads it.
+PLAIN_SCALARS = {
+    "tag:yaml.org,2002:bool": (r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    "tag:yaml.org,2002:int": (r"^[-+]?(?:0|[1-9][0-9_]*)$", "-+0123456789"),
+    "tag:yaml.org,2002:float": (
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+0123456789.",
+    ),
+}
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in PLAIN_SCALARS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, (_pattern, _first) in PLAIN_SCALARS.items():
+    _LineLoader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
 
 
 @dataclass(frozen=True)
@@ -359,4 +379,19 @@ def _describe(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return f"unknown field {where!r}"
     message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "string_type":
+        message = _not_text(error["input"]) or message
     return f"{where}: {message}" if where else message
+
+
+def _not_text(value: Any) -> str:
+    """Why a number, boolean or date is no text, and how to write it as text (a unit id 123, a tag true)."""
+    if isinstance(value, bool):
+        written, kind = str(value).lower(), "a boolean"
+    elif isinstance(value, int | float):
+        written, kind = str(value), "a number"
+    elif isinstance(value, date):
+        written, kind = value.isoformat(), "a date"
+    else:
+        return ""
+    return f'{written} is read as {kind}, not text: write it in quotes, "{written}"'

@@ -9,14 +9,41 @@ from __future__ import annotations
 import re
 from datetime import date
 from datetime import time as TimeOfDay
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from dateutil.rrule import rrulestr
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 KIND_PATTERN = r"^[a-z][a-z0-9_]*$"
 CLAUSE_PATTERN = re.compile(r"(附件\d|[一二三四五六七八九十]+)")
+
+
+def _clock(value: Any) -> Any:
+    """A time of day as written: "17:00" or "9:00"; a bare number would be read as seconds (1700 → 00:28:20)."""
+    if isinstance(value, bool | int | float):
+        raise ValueError(f'{value!r} is a number, not a time of day: write "{_clock_hint(value)}"')
+    found = re.fullmatch(r"(\d):([0-5]\d)(:[0-5]\d)?", value) if isinstance(value, str) else None
+    return f"0{value}" if found else value
+
+
+def _clock_hint(value: float) -> str:
+    if isinstance(value, int) and 0 <= value <= 23:
+        return f"{value:02d}:00"
+    if isinstance(value, int) and 0 <= value <= 2359 and value % 100 < 60:
+        return f"{value // 100:02d}:{value % 100:02d}"
+    return "HH:MM"
+
+
+def _calendar_day(value: Any) -> Any:
+    """A date as written: 2027-02-10, quoted or not; a bare number would be read as seconds since 1970."""
+    if isinstance(value, bool | int | float):
+        raise ValueError(f"{value!r} is a number, not a date: write it as YYYY-MM-DD, e.g. 2027-02-10")
+    return value
+
+
+ClockTime = Annotated[TimeOfDay, BeforeValidator(_clock)]
+CalendarDay = Annotated[date, BeforeValidator(_calendar_day)]
 
 
 class Strict(BaseModel):
@@ -143,7 +170,7 @@ class DueSpec(Strict):
     rule: Literal["last_workday", "day_of_period", "nth_workday"] = "last_workday"
     day: int | None = Field(default=None, ge=1, le=31, description="For day_of_period")
     n: int | None = Field(default=None, ge=1, le=260, description="For nth_workday: the n-th working day of the period")
-    time: TimeOfDay = TimeOfDay(17, 0)
+    time: ClockTime = TimeOfDay(17, 0)
     month_end: Literal["clamp", "skip"] = Field(
         default="clamp", description="day_of_period beyond the month's end: clamp to the last day, or skip"
     )
@@ -169,8 +196,8 @@ class DueSpec(Strict):
 class SendWindowSpec(Strict):
     """When messages about a duty may go out: by default during office hours on working days, never at night."""
 
-    start: TimeOfDay = TimeOfDay(8, 30)
-    end: TimeOfDay = TimeOfDay(18, 0)
+    start: ClockTime = TimeOfDay(8, 30)
+    end: ClockTime = TimeOfDay(18, 0)
     workdays_only: bool = True
     always: bool = Field(default=False, description="Send at any hour, e.g. for an emergency duty")
 
@@ -271,7 +298,7 @@ class DutySpec(Strict):
     recurrence: RecurrenceSpec
     due: DueSpec = DueSpec()
     reminders: list[int] = Field(default=[3, 1, 0], description="Days before the due date, sent at remind_time")
-    remind_time: TimeOfDay = TimeOfDay(9, 0)
+    remind_time: ClockTime = TimeOfDay(9, 0)
     send_window: SendWindowSpec = SendWindowSpec()
     monthly_tasks: dict[int, list[str]] = Field(default={}, description="Month-specific tasks (1–12)")
     sample: str | None = Field(
@@ -384,8 +411,8 @@ class WorkdayFile(Strict):
 
     year: int = Field(ge=2000, le=2100)
     source: str = Field(min_length=1, description="Where the arrangement was published, e.g. 国办发明电〔2026〕N号")
-    holidays: list[date] = Field(default=[], description="Days off, weekends that stay off need not be listed")
-    workdays: list[date] = Field(default=[], description="Make-up working days (调休), usually weekends")
+    holidays: list[CalendarDay] = Field(default=[], description="Days off, weekends that stay off need not be listed")
+    workdays: list[CalendarDay] = Field(default=[], description="Make-up working days (调休), usually weekends")
 
     @model_validator(mode="after")
     def _consistent(self) -> WorkdayFile:

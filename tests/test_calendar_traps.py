@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from datetime import time as TimeOfDay
 from pathlib import Path
 
 import pytest
 
-from calendars.loader import check
+from calendars.loader import check, load_program
 from calendars.recurrence import _period_starts
 from tests.test_calendars import DUTY, LADDER, UNITS, write
 
@@ -50,3 +51,126 @@ def test_a_rule_that_ended_long_ago_is_a_check_error(tmp_path: Path) -> None:
     write(tmp_path, "duties.yaml", DUTY.replace(RULE, "FREQ=MONTHLY;UNTIL=20050101"))
     (problem,) = check(tmp_path)
     assert "never fires" in problem, problem
+
+
+def folder(tmp_path: Path, duty_lines: str = "", units: str = UNITS) -> Path:
+    write(tmp_path, "units.yaml", units)
+    write(tmp_path, "ladders.yaml", LADDER)
+    return write(tmp_path, "duties.yaml", DUTY + duty_lines)
+
+
+@pytest.mark.parametrize(
+    ("lines", "field", "expected"),
+    [
+        ("    due: {rule: last_workday, time: 17:00}\n", "due.time", TimeOfDay(17, 0)),
+        ('    due: {rule: last_workday, time: "17:00"}\n', "due.time", TimeOfDay(17, 0)),
+        ("    remind_time: 9:00\n", "remind_time", TimeOfDay(9, 0)),
+        ("    remind_time: 09:05\n", "remind_time", TimeOfDay(9, 5)),
+        ("    send_window: {start: 8:30, end: 18:00}\n", "send_window.start", TimeOfDay(8, 30)),
+        ("    send_window: {start: 8:30, end: 18:00}\n", "send_window.end", TimeOfDay(18, 0)),
+        ("    inferred: yes\n    assumption: 每月一次\n", "inferred", True),
+        ("    monthly_tasks: {02: [修剪]}\n", "monthly_tasks", {2: ["修剪"]}),
+    ],
+)
+def test_a_value_is_read_as_written(tmp_path: Path, lines: str, field: str, expected: object) -> None:
+    folder(tmp_path, lines)
+    value: object = load_program(tmp_path).duties["sweep"]
+    for part in field.split("."):
+        value = getattr(value, part)
+    assert value == expected
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        (
+            "",
+            "    due: {rule: last_workday, time: 1700}\n",
+            12,
+            'due.time: 1700 is a number, not a time of day: write "17:00"',
+        ),
+        (
+            "",
+            "    due: {rule: last_workday, time: 17}\n",
+            12,
+            'due.time: 17 is a number, not a time of day: write "17:00"',
+        ),
+        ("", "    remind_time: 930\n", 12, 'remind_time: 930 is a number, not a time of day: write "09:30"'),
+        (
+            "",
+            "    send_window: {start: 8.5}\n",
+            12,
+            'send_window.start: 8.5 is a number, not a time of day: write "HH:MM"',
+        ),
+        (
+            "    title: 大扫除",
+            "    title: true",
+            4,
+            'title: true is read as a boolean, not text: write it in quotes, "true"',
+        ),
+        (
+            "    quote: 开展双月环境卫生大扫除活动。",
+            "    quote: 2027-01-01",
+            6,
+            "quote: 2027-01-01 is read as a date, not text",
+        ),
+        ("    lead: [office]", "    lead: [1.10]", 7, "lead.0: 1.1 is read as a number, not text: write it in quotes"),
+    ],
+)
+def test_a_value_that_would_change_meaning_is_refused(
+    tmp_path: Path, old: str, new: str, line: int, message: str
+) -> None:
+    assert old in DUTY
+    folder(tmp_path)
+    duties = write(tmp_path, "duties.yaml", DUTY.replace(old, new) if old else DUTY + new)
+    (problem,) = check(tmp_path)
+    assert problem.startswith(f"{duties}:{line}: duties.0.{message}"), problem
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "unit", "field", "expected"),
+    [
+        ("  - id: street-a", "  - id: 0123", "0123", "id", "0123"),
+        (
+            "    district: office",
+            "    district: office\n    tags: [no, on, yes, off, 0x1F]",
+            "street-a",
+            "tags",
+            ["no", "on", "yes", "off", "0x1F"],
+        ),
+        ("    name: 甲街道", "    name: 12:30", "street-a", "name", "12:30"),
+    ],
+)
+def test_a_unit_is_read_as_written(tmp_path: Path, old: str, new: str, unit: str, field: str, expected: object) -> None:
+    assert old in UNITS
+    folder(tmp_path, units=UNITS.replace(old, new))
+    assert getattr(load_program(tmp_path).units[unit], field) == expected
+
+
+def test_a_numeric_unit_id_says_to_quote_it(tmp_path: Path) -> None:
+    folder(tmp_path, units=UNITS.replace("  - id: street-a", "  - id: 123"))
+    (problem,) = check(tmp_path)
+    assert (
+        problem
+        == f'{tmp_path / "units.yaml"}:8: units.1.id: 123 is read as a number, not text: write it in quotes, "123"'
+    )
+    folder(tmp_path, units=UNITS.replace("  - id: street-a", "  - id: no"))
+    assert check(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("holidays", "problem"),
+    [
+        ('[2027-02-10, "2027-02-11"]', ""),
+        ("[20270210]", "3: holidays.0: 20270210 is a number, not a date: write it as YYYY-MM-DD"),
+    ],
+)
+def test_a_holiday_is_a_date_as_written(tmp_path: Path, holidays: str, problem: str) -> None:
+    folder(tmp_path)
+    days = write(tmp_path / "workdays", "2027.yaml", f"year: 2027\nsource: 国办发明电\nholidays: {holidays}\n")
+    problems = check(tmp_path)
+    if not problem:
+        assert problems == []
+        assert load_program(tmp_path).workdays.is_workday(date(2027, 2, 11)) is False
+    else:
+        assert len(problems) == 1 and problems[0].startswith(f"{days}:{problem}"), problems
