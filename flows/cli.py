@@ -29,6 +29,7 @@ from flows.cli_support import (
     emit_json,
     err,
     fail,
+    id_argument,
     moment,
     moves_lines,
     occurrence_or_exit,
@@ -203,7 +204,7 @@ def _list(at: datetime, as_json: bool, **filters: Any) -> None:
 
 @app.command()
 def link(
-    occurrence_id: Annotated[int | None, typer.Argument(help="任务 id")] = None,
+    occurrence_id: Annotated[int | None, id_argument("任务 id")] = None,
     unit: Annotated[str | None, typer.Option("--unit", help="输出该单位的待办页链接（列出全部待办事项）")] = None,
     revoke: Annotated[bool, typer.Option("--revoke", help="作废该任务此前发出的全部链接，并输出新链接")] = False,
     at: AtOption = None,
@@ -579,7 +580,7 @@ def targets(at: AtOption = None, as_json: JsonOption = False) -> None:
 
 @app.command()
 def record(
-    occurrence_id: Annotated[int, typer.Argument(help="任务 id")],
+    occurrence_id: Annotated[int, id_argument("任务 id")],
     amount: Annotated[float, typer.Option(min=0.000001, help="数量：目标进度的增量；检查次数记 1")] = 1.0,
     note: Annotated[str, typer.Option(help="说明")] = "",
     at: AtOption = None,
@@ -660,7 +661,7 @@ def deliveries(
 
 
 @app.command()
-def resend(delivery_id: Annotated[int, typer.Argument(help="发件记录 id")], at: AtOption = None) -> None:
+def resend(delivery_id: Annotated[int, id_argument("发件记录 id")], at: AtOption = None) -> None:
     """有意重发一条发件记录（例如结果未知或失败的），下一次发送时送出。"""
     when = moment(at)
     with opened_store() as session:

@@ -21,6 +21,7 @@ from flows.cli_support import (
     day,
     emit_json,
     fail,
+    id_argument,
     moment,
     opened_store,
     out,
@@ -64,7 +65,7 @@ def inspect_new(
 
 @inspect_app.command("finding")
 def inspect_finding(
-    campaign: Annotated[int, typer.Argument(help="检查编号")],
+    campaign: Annotated[int, id_argument("检查编号")],
     unit: Annotated[str, typer.Option("--unit", help="责任单位 id")],
     site: Annotated[str, typer.Option("--site", help="检查对象或地点")],
     problem: Annotated[str, typer.Option("--problem", help="存在问题")],
@@ -92,7 +93,7 @@ def inspect_finding(
 
 @inspect_app.command("reinspect")
 def inspect_reinspect(
-    finding: Annotated[int, typer.Argument(help="问题编号")],
+    finding: Annotated[int, id_argument("问题编号")],
     passed: Annotated[bool, typer.Option("--pass/--fail", help="复检通过或不通过")],
     note: Annotated[str, typer.Option("--note", help="复检意见（不通过时必填）")] = "",
     at: AtOption = None,
@@ -106,7 +107,7 @@ def inspect_reinspect(
 
 @inspect_app.command("show")
 def inspect_show(
-    campaign: Annotated[int, typer.Argument(help="检查编号")], at: AtOption = None, as_json: JsonOption = False
+    campaign: Annotated[int, id_argument("检查编号")], at: AtOption = None, as_json: JsonOption = False
 ) -> None:
     """输出一次检查的四清单。"""
     when = moment(at)
@@ -123,7 +124,7 @@ def inspect_show(
 
 @inspect_app.command("export")
 def inspect_export(
-    campaign: Annotated[int, typer.Argument(help="检查编号")],
+    campaign: Annotated[int, id_argument("检查编号")],
     folder: Annotated[Path, typer.Option("--out", help="输出文件夹")] = Path("."),
     at: AtOption = None,
 ) -> None:
@@ -183,7 +184,7 @@ def approvals(as_json: JsonOption = False) -> None:
 
 
 def approve(
-    escalation: Annotated[int, typer.Argument(help="升级编号（见 duties approvals）")],
+    escalation: Annotated[int, id_argument("升级编号（见 duties approvals）")],
     reject: Annotated[bool, typer.Option("--reject", help="不予升级（需 --reason）")] = False,
     reason: Annotated[str, typer.Option("--reason", help="不予升级的理由")] = "",
     at: AtOption = None,
@@ -201,7 +202,7 @@ def approve(
 
 
 def talk(
-    occurrence: Annotated[int, typer.Argument(help="事项 id")],
+    occurrence: Annotated[int, id_argument("事项 id")],
     held_on: Annotated[str, typer.Option("--on", help="约谈日期（YYYY-MM-DD）")],
     attendees: Annotated[str, typer.Option("--attendees", help="参加人员")],
     minutes: Annotated[str, typer.Option("--minutes", help="约谈纪要")],

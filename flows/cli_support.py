@@ -18,6 +18,7 @@ from flows import runtime
 from flows.redate import Move
 from store.db import create_tables, get_engine, session_scope
 from store.models import Occurrence
+from store.queries import FIRST_DAY, LAST_DAY
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -31,22 +32,52 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+MAX_ROW_ID = 2**63 - 1  # the largest id a database row can have (a signed 64-bit integer)
+DAYS = f"{FIRST_DAY} 至 {LAST_DAY}"
+
+
+def out_of_range(what: str, value: object, bounds: str) -> NoReturn:
+    """The one refusal for a moment, a day or an id outside what the store can hold: exit status 2, no traceback."""
+    fail(f"{what} 超出允许范围（{bounds}）：{value}", 2)
+
+
 def moment(value: str | None) -> datetime:
+    """``--at``, or now; a moment whose local day is outside 1900–2999 is refused."""
     if value is None:
         return runtime.now()
     try:
-        return runtime.parse_moment(value)
+        parsed = runtime.parse_moment(value)
+    except OverflowError:
+        out_of_range("--at", value, DAYS)
     except ValueError as exc:
         fail(str(exc), 2)
+    if not FIRST_DAY <= parsed.astimezone(runtime.get_settings().zone).date() <= LAST_DAY:
+        out_of_range("--at", value, DAYS)
+    return parsed
 
 
 def day(value: str | None, option: str) -> date | None:
+    """A date option; one outside 1900–2999 is refused."""
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError:
         fail(f"{option} 需要日期（YYYY-MM-DD）：{value!r}", 2)
+    if not FIRST_DAY <= parsed <= LAST_DAY:
+        out_of_range(option, value, DAYS)
+    return parsed
+
+
+def _row_id(param: typer.CallbackParam, value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= MAX_ROW_ID:
+        out_of_range(getattr(param, "help", None) or param.name, value, f"1 至 {MAX_ROW_ID}")
+    return value
+
+
+def id_argument(label: str) -> Any:
+    """The argument of every command that names a row by its id: refused at the edge when no row can have it."""
+    return typer.Argument(help=label, callback=_row_id)
 
 
 def program_or_exit() -> Program:
