@@ -24,6 +24,7 @@ from calendars.schema import CalendarFile, ContactSpec, DutySpec, LadderSpec, Pr
 from calendars.workdays import WorkdayCalendar
 
 WORKDAY_FOLDER = "workdays"
+YAML_SUFFIXES = (".yaml", ".yml")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
@@ -51,6 +52,13 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     mapping.line = node.start_mark.line + 1
     mapping.key_lines = {}
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):  # ? [a, b]: 1 would be an unhashable key, a traceback
+            raise yaml.MarkedYAMLError(
+                "while reading a mapping",
+                node.start_mark,
+                "a key must be a name, not a list or mapping",
+                key_node.start_mark,
+            )
         key = loader.construct_object(key_node, deep=True)
         if key in mapping:
             raise yaml.MarkedYAMLError(
@@ -177,21 +185,27 @@ def _read(root: Path) -> tuple[Program, list[str]]:
     program, problems = Program(), []
     if not root.is_dir():
         return program, [f"{root}:0: calendar folder not found"]
-    files = sorted(p for p in root.rglob("*.yaml") if WORKDAY_FOLDER not in p.relative_to(root).parts)
+    files = [p for p in _yaml_files(root, "**") if WORKDAY_FOLDER not in p.relative_to(root).parts]
     if not files:
-        problems.append(f"{root}:0: no calendar files (*.yaml) found")
+        problems.append(f"{root}:0: no calendar files (*.yaml, *.yml) found")
     unreadable = False
     for path in files:
         file_problems, parsed = _read_file(path, program)
         problems += file_problems
         unreadable = unreadable or not parsed
-    for path in sorted((root / WORKDAY_FOLDER).glob("*.yaml")):
+    for path in _yaml_files(root / WORKDAY_FOLDER, ""):
         problems += _read_workdays(path, program)
     if program.programme is not None:
         _sign_sms(program, program.programme.sms_signature)
     if not unreadable:  # references are checked only when every file parsed, so one bad file does not cascade
         problems += _cross_check(program)
     return program, problems
+
+
+def _yaml_files(folder: Path, depth: str) -> list[Path]:
+    """Every *.yaml and *.yml file (``depth`` "**": in subfolders too); a .yml is read, never silently skipped."""
+    pattern = f"{depth}/*" if depth else "*"
+    return sorted(p for p in folder.glob(pattern) if p.suffix in YAML_SUFFIXES and p.is_file())
 
 
 def _parse(path: Path, model: type[ModelT]) -> tuple[Any, ModelT | None, list[str]]:
@@ -268,8 +282,8 @@ def _sign_sms(program: Program, signature: str) -> None:
 
 
 def _signed(contact: ContactSpec, signature: str) -> ContactSpec:
-    if contact.channel != "smsgw" or "sign" in parse_qs(urlsplit(contact.url).query):
-        return contact
+    if contact.channel != "smsgw" or _unparsable(contact.url) or "sign" in parse_qs(urlsplit(contact.url).query):
+        return contact  # an unreadable URL is reported by _contact_problems
     joiner = "&" if "?" in contact.url else "?"
     return contact.model_copy(update={"url": f"{contact.url}{joiner}sign={quote(signature)}"})
 
@@ -334,9 +348,22 @@ def _contact_problems(unit: UnitSpec, program: Program) -> Iterable[str]:
         if contact.name in seen:
             yield f"{here}: unit {unit.id}: duplicate contact name {contact.name!r}"
         seen.add(contact.name)
+        broken = _unparsable(contact.url)
+        if broken:
+            yield f"{here}: unit {unit.id}: contact {contact.name!r}: invalid URL {_redact(contact.url)!r}: {broken}"
+            continue
         # A bad URL would be dropped silently by apprise at send time; refuse it here instead.
         if apprise.Apprise.instantiate(contact.url) is None:
             yield f"{here}: unit {unit.id}: contact {contact.name!r}: invalid apprise URL {_redact(contact.url)!r}"
+
+
+def _unparsable(url: str) -> str:
+    """Why urllib cannot read a URL (a port beyond 65535, a broken [IPv6] host), or "" when it can."""
+    try:
+        urlsplit(url).port  # noqa: B018  (reading the port is the check)
+    except ValueError as exc:
+        return str(exc)[:1].lower() + str(exc)[1:]
+    return ""
 
 
 def _redact(url: str) -> str:

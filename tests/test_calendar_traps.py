@@ -174,3 +174,61 @@ def test_a_holiday_is_a_date_as_written(tmp_path: Path, holidays: str, problem: 
         assert load_program(tmp_path).workdays.is_workday(date(2027, 2, 11)) is False
     else:
         assert len(problems) == 1 and problems[0].startswith(f"{days}:{problem}"), problems
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("units:\n  - id: office\n    ? [a, b]\n    : 1\n", 3),
+        ("units:\n  - {id: office, [1]: x}\n", 2),
+        ("units:\n  - id: office\n    ? {a: 1}\n    : x\n", 3),
+    ],
+)
+def test_a_list_or_mapping_as_a_key_is_located_not_a_traceback(tmp_path: Path, text: str, line: int) -> None:
+    path = write(tmp_path, "units.yaml", text)
+    assert check(tmp_path) == [f"{path}:{line}: YAML: a key must be a name, not a list or mapping"]
+
+
+def test_yml_files_are_read_too(tmp_path: Path) -> None:
+    write(tmp_path, "units.yml", UNITS)
+    write(tmp_path, "ladders.yaml", LADDER)
+    write(tmp_path / "more", "duties.yml", DUTY)
+    assert check(tmp_path) == []
+    assert set(load_program(tmp_path).duties) == {"sweep"}
+    broken = write(tmp_path, "extra.yml", "units:\n  - id: Office\n")
+    problems = check(tmp_path)
+    assert problems and all(problem.startswith(f"{broken}:") for problem in problems), problems
+
+
+def test_a_yml_and_a_yaml_of_the_same_stem_are_two_files(tmp_path: Path) -> None:
+    write(tmp_path, "units.yaml", UNITS)
+    write(tmp_path, "ladders.yaml", LADDER)
+    write(tmp_path, "duties.yaml", DUTY)
+    copy = write(tmp_path, "duties.yml", DUTY)
+    (problem,) = check(tmp_path)
+    assert problem.startswith(f"{copy}:2: duplicate duty id 'sweep' (first at {tmp_path / 'duties.yaml'}:2)"), problem
+
+
+def test_a_workday_file_may_be_yml(tmp_path: Path) -> None:
+    folder(tmp_path)
+    write(tmp_path / "workdays", "2027.yml", "year: 2027\nsource: 国办发明电\nholidays: [2027-02-10]\n")
+    assert load_program(tmp_path).workdays.is_workday(date(2027, 2, 10)) is False
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("json://127.0.0.1:98123/x", "port out of range 0-65535"),
+        ("json://127.0.0.1:-1/x", "port could not be cast to integer value as '-1'"),
+        ("json://127.0.0.1:abc/x", "port could not be cast to integer value as 'abc'"),
+        ("json://[::1/x", "invalid IPv6 URL"),
+        ("smsgw://[::1/sms?to=13800000000", "invalid IPv6 URL"),
+    ],
+)
+def test_a_contact_url_urllib_cannot_read_is_refused(tmp_path: Path, url: str, reason: str) -> None:
+    old = "mailto://127.0.0.1:2525?from=duties@huzhou.local&to=a@b.c"
+    assert old in UNITS
+    folder(tmp_path, units=UNITS.replace(old, url))
+    (problem,) = check(tmp_path)
+    expected = f"{tmp_path / 'units.yaml'}:7: unit office: contact 'mail': invalid URL {url!r}: {reason}"
+    assert problem == expected, problem
