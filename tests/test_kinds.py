@@ -301,5 +301,6 @@ def test_reminders_say_what_a_quota_or_target_still_needs(session: Session, ctx:
     assert "目标：100 个“美丽小区”；目前已报送 37。" in body and "报送进度" in body
     plan_only(session, ctx, "market-spot-check", date(2026, 3, 2), date(2026, 3, 8), at=local("2026-03-01T08:00"))
     steps.remind(session, ctx, at=local("2026-03-02T09:30"))
-    quota = session.execute(select(col(Delivery.body)).where(col(Delivery.stage) == "remind:4d@20260306").limit(1)).scalar_one()
+    quota_reminder = select(col(Delivery.body)).where(col(Delivery.stage) == "remind:4d@20260306").limit(1)
+    quota = session.execute(quota_reminder).scalar_one()
     assert "本期至少需完成 1 次，目前已记录 0 次" in quota
