@@ -177,8 +177,8 @@ def statutory_holidays(year: int) -> dict[date, str]:
         if names:
             days[day] = "、".join(names)
     missing = {name for name in STATUTORY_NAMES if not any(name in value for value in days.values())}
-    # A package change that drops a festival must not pass unnoticed. Its lunar tables end in 2100; beyond, only the
-    # fixed-date holidays are known, and nobody plans that far.
+    # A package change that drops a festival must not pass unnoticed. Its tables end in 2100: beyond, it knows no
+    # holiday, the weekday rule applies (flagged unpublished, as every such year is), and nobody plans that far.
     if LAW_REVISED <= year <= LUNAR_TABLES_END and missing:
         raise RuntimeError(f"holidays {holidays.__version__} lacks {sorted(missing)} for {year}")
     return days
