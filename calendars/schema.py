@@ -46,8 +46,24 @@ ClockTime = Annotated[TimeOfDay, BeforeValidator(_clock)]
 CalendarDay = Annotated[date, BeforeValidator(_calendar_day)]
 
 
+# Fields a boolean would silently become a number in: true is 1 to pydantic (count: true, reminders: [true]).
+NUMBER_ANNOTATIONS: tuple[object, ...] = (int, float, int | None, float | None, list[int])
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name, info in cls.model_fields.items():
+            value = data.get(name)
+            values = value if isinstance(value, list) else [value]
+            if info.annotation in NUMBER_ANNOTATIONS and any(isinstance(item, bool) for item in values):
+                raise ValueError(f"{name}: true or false where a number belongs: write the number")
+        return data
 
 
 class ContactSpec(Strict):

@@ -87,34 +87,36 @@ def test_a_value_is_read_as_written(tmp_path: Path, lines: str, field: str, expe
             "",
             "    due: {rule: last_workday, time: 1700}\n",
             12,
-            'due.time: 1700 is a number, not a time of day: write "17:00"',
+            '.due.time: 1700 is a number, not a time of day: write "17:00"',
         ),
         (
             "",
             "    due: {rule: last_workday, time: 17}\n",
             12,
-            'due.time: 17 is a number, not a time of day: write "17:00"',
+            '.due.time: 17 is a number, not a time of day: write "17:00"',
         ),
-        ("", "    remind_time: 930\n", 12, 'remind_time: 930 is a number, not a time of day: write "09:30"'),
+        ("", "    remind_time: 930\n", 12, '.remind_time: 930 is a number, not a time of day: write "09:30"'),
         (
             "",
             "    send_window: {start: 8.5}\n",
             12,
-            'send_window.start: 8.5 is a number, not a time of day: write "HH:MM"',
+            '.send_window.start: 8.5 is a number, not a time of day: write "HH:MM"',
         ),
         (
             "    title: 大扫除",
             "    title: true",
             4,
-            'title: true is read as a boolean, not text: write it in quotes, "true"',
+            '.title: true is read as a boolean, not text: write it in quotes, "true"',
         ),
         (
             "    quote: 开展双月环境卫生大扫除活动。",
             "    quote: 2027-01-01",
             6,
-            "quote: 2027-01-01 is read as a date, not text",
+            ".quote: 2027-01-01 is read as a date, not text",
         ),
-        ("    lead: [office]", "    lead: [1.10]", 7, "lead.0: 1.1 is read as a number, not text: write it in quotes"),
+        ("", "    quota: {count: true}\n", 12, ".quota: count: true or false where a number belongs: write the number"),
+        ("", "    reminders: [3, true]\n", 12, ": reminders: true or false where a number belongs: write the number"),
+        ("    lead: [office]", "    lead: [1.10]", 7, ".lead.0: 1.1 is read as a number, not text: write it in quotes"),
     ],
 )
 def test_a_value_that_would_change_meaning_is_refused(
@@ -124,7 +126,7 @@ def test_a_value_that_would_change_meaning_is_refused(
     folder(tmp_path)
     duties = write(tmp_path, "duties.yaml", DUTY.replace(old, new) if old else DUTY + new)
     (problem,) = check(tmp_path)
-    assert problem.startswith(f"{duties}:{line}: duties.0.{message}"), problem
+    assert problem.startswith(f"{duties}:{line}: duties.0{message}"), problem
 
 
 @pytest.mark.parametrize(
