@@ -232,6 +232,10 @@ def _read_workdays(path: Path, program: Program) -> list[str]:
         return problems
     if path.stem != str(parsed.year):
         return [f"{path}:1: year {parsed.year} in a file named {path.name}: name it {parsed.year}.yaml"]
+    first = program.where.get(("workdays", path.stem))
+    if first is not None:  # 2027.yaml and 2027.yml would merge silently
+        return [f"{path}:1: a second file for {parsed.year} (first at {first}): keep one"]
+    program.where[("workdays", path.stem)] = Location(str(path), 1)
     program.workdays.add_year(parsed.year, holidays=parsed.holidays, workdays=parsed.workdays, source=parsed.source)
     return []
 

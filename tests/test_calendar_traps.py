@@ -234,3 +234,10 @@ def test_a_contact_url_urllib_cannot_read_is_refused(tmp_path: Path, url: str, r
     (problem,) = check(tmp_path)
     expected = f"{tmp_path / 'units.yaml'}:7: unit office: contact 'mail': invalid URL {url!r}: {reason}"
     assert problem == expected, problem
+
+
+def test_two_workday_files_for_one_year_are_refused(tmp_path: Path) -> None:
+    folder(tmp_path)
+    first = write(tmp_path / "workdays", "2027.yaml", "year: 2027\nsource: 国办发明电\nholidays: [2027-02-10]\n")
+    second = write(tmp_path / "workdays", "2027.yml", "year: 2027\nsource: 国办发明电\nworkdays: [2027-02-13]\n")
+    assert check(tmp_path) == [f"{second}:1: a second file for 2027 (first at {first}:1): keep one"]
