@@ -207,6 +207,11 @@ def test_an_arrangement_moves_open_items_and_tells_units_already_reminded(
     )
 
 
+def _extend(session: Session, item: Occurrence, *, due: datetime, at: datetime) -> None:
+    """A manager's 延期: from then on the calendar no longer decides the item's date."""
+    actions.extend(session, occurrence_id=item.id or 0, due=due, reason="雨雪天气", actor="boss", at=at)
+
+
 def _replan(session: Session, calendars_dir: Path, at: datetime, *, dry_run: bool = False) -> list:
     """Plan late January and early February 2027 on the calendars as they are now; the moves it made."""
     ctx = _context(session, calendars_dir)
@@ -222,14 +227,7 @@ def test_a_rule_change_moves_open_items_withdraws_lost_periods_and_leaves_the_re
     extended = _item(session, "greening-monthly", "nanxun-greening", "2026-04")
     kept = _item(session, "greening-monthly", "wuxing-greening", "2026-04")
     lost = _item(session, "greening-monthly", "wuxing-greening", "2026-05")
-    actions.extend(
-        session,
-        occurrence_id=extended.id or 0,
-        due=local("2026-05-08T17:00"),
-        reason="雨季",
-        actor="boss",
-        at=local("2026-04-01T09:00"),
-    )
+    _extend(session, extended, due=local("2026-05-08T17:00"), at=local("2026-04-01T09:00"))
     _change_greening_rule(
         calendars_dir, "rrule: FREQ=MONTHLY\n", "rrule: FREQ=MONTHLY;BYMONTH=1,2,3,4,6,7,8,9,10,11,12\n"
     )
@@ -306,14 +304,7 @@ def test_an_item_moved_after_a_reminder_is_reminded_again_for_its_new_date(sessi
     steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 28), at=local("2026-01-20T08:00"))
     item = _item(session, "greening-monthly", "anji-greening", "2026-02")
     steps.remind(session, ctx, at=local("2026-02-25T09:30"))  # 3 days before 28 Feb
-    actions.extend(
-        session,
-        occurrence_id=item.id or 0,
-        due=local("2026-03-12T17:00"),
-        reason="雨雪",
-        actor="boss",
-        at=local("2026-02-26T10:00"),
-    )
+    _extend(session, item, due=local("2026-03-12T17:00"), at=local("2026-02-26T10:00"))
     steps.remind(session, ctx, at=local("2026-03-09T09:30"))  # 3 days before 12 March: the same lead time again
     query = select(col(Delivery.stage)).where(col(Delivery.occurrence_id) == item.id)
     stages = set(session.execute(query).scalars())
