@@ -101,7 +101,7 @@ def redate(session: Session, ctx: Context, *, at: datetime, dry_run: bool = Fals
         if dry_run:
             moves += [move for move, _ in found if move.reason]
         else:
-            moves += _apply(session, ctx, found, at)
+            moves += _apply(session, ctx, found, {item.id or 0: item for item in batch}, at)
             session.commit()
     if not dry_run:
         put_value(session, key=BASIS, value=json.dumps({"duties": now.duties, "years": now.years}, sort_keys=True))
@@ -263,13 +263,21 @@ def _move(item: Occurrence, new_due: datetime | None, reason: str) -> Move:
     )
 
 
+MOVED_COLUMNS = (
+    "starts_at",
+    "due_at",
+    "flags",
+    "detail",
+    "next_escalate_at",
+    "visible_from",
+    "first_remind_at",
+    "next_remind_at",
+)
+
+
 def _moved_values(item: Occurrence, row: dict[str, Any], reminders: list[datetime], at: datetime) -> dict[str, Any]:
     """The new dates; a unit already reminded is not reminded again of what it has just been told."""
-    values = {
-        key: row[key]
-        for key in ("starts_at", "due_at", "flags", "detail", "next_escalate_at", "visible_from", "first_remind_at")
-    }
-    values["next_remind_at"] = row["next_remind_at"]
+    values = {key: row[key] for key in MOVED_COLUMNS}
     if item.reminders_sent > 0:
         values["first_remind_at"] = min(item.first_remind_at, row["first_remind_at"])
         upcoming = [moment for moment in reminders if moment > at]
@@ -295,9 +303,15 @@ def _periods_by_key(ctx: Context, duty: DutySpec, items: list[Occurrence]) -> di
     return by_key
 
 
-def _apply(session: Session, ctx: Context, found: list[tuple[Move, dict[str, Any]]], at: datetime) -> list[Move]:
+def _apply(
+    session: Session,
+    ctx: Context,
+    found: list[tuple[Move, dict[str, Any]]],
+    items: dict[int, Occurrence],
+    at: datetime,
+) -> list[Move]:
     """Write the moves this worker wins (a conditional update on the old due date), their audit events and the
-    units' 变更通知; returns the moves made."""
+    units' 变更通知; returns the moves made. ``items`` are the batch's rows, kept in step by the claim."""
     changes = {move.occurrence_id: (move.old_due, values) for move, values in found}
     won = claim_many(session, Occurrence, expect="due_at", changes=changes)
     made = [move for move, _ in found if move.occurrence_id in won]
@@ -314,19 +328,27 @@ def _apply(session: Session, ctx: Context, found: list[tuple[Move, dict[str, Any
                 new_due=move.new_due.isoformat() if move.new_due else None,
                 reason=move.reason,
             )
-    _queue_notices(session, ctx, outgoing, [move for move in made if move.reminded and move.reason], at=at)
+    told = [move for move in made if move.reminded and move.reason]
+    _queue_notices(session, ctx, outgoing, told, items, at=at)
     outgoing.write(session)
     return [move for move in made if move.reason]
 
 
-def _queue_notices(session: Session, ctx: Context, outgoing: Outgoing, moves: list[Move], *, at: datetime) -> None:
+def _queue_notices(
+    session: Session,
+    ctx: Context,
+    outgoing: Outgoing,
+    moves: list[Move],
+    items: dict[int, Occurrence],
+    *,
+    at: datetime,
+) -> None:
     """One 变更通知 per unit, listing each of its moved or withdrawn items with its own link."""
     by_unit: dict[str, list[Move]] = {}
     for move in moves:
         by_unit.setdefault(move.unit_id, []).append(move)
     contacts = recipients_by_unit(session, list(by_unit), roles=("staff",))
     for unit_id, unit_moves in by_unit.items():
-        items = {item.id: item for item in _items(session, [move.occurrence_id for move in unit_moves])}
         entries: list[dict[str, Any]] = [
             {"move": move, "item": items[move.occurrence_id], "duty": ctx.program.duties[move.duty_id]}
             for move in sorted(unit_moves, key=lambda m: (m.old_due, m.occurrence_id))
@@ -346,8 +368,3 @@ def _queue_notices(session: Session, ctx: Context, outgoing: Outgoing, moves: li
         first = entries[0]["item"]
         stage = f"moved:{at.astimezone(ctx.zone):%Y%m%d%H%M}"
         outgoing.queue(ctx, first, stage, contacts.get(unit_id, []), title, body, at=at)
-
-
-def _items(session: Session, ids: list[int]) -> list[Occurrence]:
-    col = Occurrence.__table__.c  # type: ignore[attr-defined]
-    return list(session.execute(select(Occurrence).where(col.id.in_(ids))).scalars())
