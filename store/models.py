@@ -79,6 +79,7 @@ class Unit(SQLModel, table=True):
     district: str | None = Field(default=None, index=True, max_length=64)
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     delivery: str = Field(default="all", max_length=16, description="all, or failover through contacts by priority")
+    link_version: int = 0  # raised to revoke every unit link (/u/…) issued so far; kept by the calendar sync
 
 
 class Contact(SQLModel, table=True):
@@ -136,6 +137,7 @@ class Occurrence(SQLModel, table=True):
     review_at: datetime | None = _aware()  # parked until: the desk brings the item back on this day
     waived_at: datetime | None = _aware()
     link_version: int = 0  # raised to revoke every link issued so far
+    links_revoked: bool = False  # no link is issued for the item, not even by the unit page, until a manager re-issues
     finding_id: int | None = Field(default=None, index=True)  # a 整改 item made from an inspection finding
     created_at: datetime = _aware(nullable=False)
 
@@ -305,7 +307,17 @@ class User(SQLModel, table=True):
     district: str | None = Field(default=None, max_length=64)
     api_token_hash: str | None = Field(default=None, index=True, max_length=64)
     active: bool = True
+    session_version: int = 0  # raised by logout and password changes: every session signed before ends
     created_at: datetime = _aware(nullable=False)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed sign-ins per account or address, in the store so every web worker sees the same count."""
+
+    key: str = Field(primary_key=True, max_length=160, description="user:NAME or addr:IP")
+    failures: int = 0
+    first_failed_at: datetime | None = _aware()
+    locked_until: datetime | None = _aware()
 
 
 ROLES = {"city": "市级管理员", "district": "区县管理员"}
