@@ -1,16 +1,25 @@
 """The outbox: every message is a delivery row before it is sent, and its state says what happens next.
 
-pending → sending (claimed with a lease) → sent | retry (backoff with jitter, up to max_attempts) | failed | unknown.
-A dispatcher that dies leaves ``sending`` rows behind; once their lease has expired they are resent where the
-receiver dedupes by idempotency key (webhooks) and marked ``unknown`` elsewhere, for a person to decide.
-Several dispatchers may run at once: each row is claimed with a conditional update, so one of them sends it.
+pending → claimed (held with a lease) → sending (committed just before its own send) → sent | retry (backoff with
+jitter, up to max_attempts) | failed | unknown.
+
+Only the row in flight can be uncertain. A dispatcher that dies leaves at most one ``sending`` row behind, and
+``claimed`` rows that provably never started. Once their lease has expired, claimed rows are sent again; a sending
+row is resent where the receiver dedupes by idempotency key (webhooks) and marked ``unknown`` elsewhere, for a
+person to decide. A dispatcher asked to stop (SIGTERM, a service stop) finishes the send in flight and hands the
+rest of its batch back at once. Several dispatchers may run at once: each row is claimed with a conditional update,
+so one of them sends it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +50,8 @@ class DispatchReport:
     failed: int = 0
     unknown: int = 0
     recovered: int = 0
+    released: int = 0  # claimed rows handed back unsent because the dispatcher was asked to stop
+    skipped: int = 0  # rows whose lease expired mid-batch and that another dispatcher took over
 
 
 def idempotency_key(occurrence_id: int, stage: str, contact_id: int) -> str:
@@ -115,19 +126,61 @@ def backoff(delivery_id: int, attempts: int) -> timedelta:
     return base * jitter
 
 
-def dispatch(session: Session, send: Sender, *, at: datetime, limit: int | None = None) -> DispatchReport:
-    """Send what is due: pending rows and retries whose time has come. Returns what happened to them."""
+def dispatch(
+    session: Session,
+    send: Sender,
+    *,
+    at: datetime,
+    limit: int | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> DispatchReport:
+    """Send what is due: pending rows and retries whose time has come. Returns what happened to them.
+
+    ``stop`` is asked before every send: when it says yes, the rest of the claimed batch is handed back unsent.
+    Without one, SIGTERM and SIGINT raise it (``stopping_on_signals``), and the process then exits.
+    """
+    if stop is None:
+        with stopping_on_signals() as signalled:
+            return dispatch(session, send, at=at, limit=limit, stop=signalled)
     report = DispatchReport(recovered=recover_expired(session, at=at))
     done = 0
-    while limit is None or done < limit:
+    while (limit is None or done < limit) and not stop():
         claimed = _claim_batch(session, at, CLAIM if limit is None else min(CLAIM, limit - done))
         if not claimed:
             break
-        for delivery, contact in _load(session, claimed):
+        for position, (delivery, contact) in enumerate(_load(session, claimed)):
+            if stop():
+                report.released = _release(session, claimed[position:])
+                break
             outcome = _deliver(session, send, delivery, contact, at=at)
             setattr(report, outcome, getattr(report, outcome) + 1)
+        session.commit()  # the batch's last outcome
         done += len(claimed)
     return report
+
+
+@contextmanager
+def stopping_on_signals() -> Iterator[Callable[[], bool]]:
+    """A stop flag that SIGTERM and SIGINT raise instead of ending the process in the middle of a send.
+
+    The dispatcher then finishes the message in flight, hands the rest back, and the command exits with 143 (130 for
+    SIGINT) as a stopped service should. Outside the main thread signals cannot be caught: the flag never rises.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    for number in previous:
+        signal.signal(number, lambda number, _frame: received.append(number))
+    try:
+        yield lambda: bool(received)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if received:
+        sys.stderr.write("收到停止信号：正在发送的一条已发完，其余已退回发件箱，由下次发送。\n")
+        raise SystemExit(128 + received[0])
 
 
 def _load(session: Session, ids: list[int]) -> list[tuple[Delivery, Contact | None]]:
@@ -144,7 +197,7 @@ def _load(session: Session, ids: list[int]) -> list[tuple[Delivery, Contact | No
 
 
 def _claim_batch(session: Session, at: datetime, size: int) -> list[int]:
-    """Take up to ``size`` due rows for this dispatcher (status sending, with a lease), committed before sending.
+    """Take up to ``size`` due rows for this dispatcher (status claimed, with a lease), committed before sending.
 
     One statement: ``UPDATE … WHERE id IN (due rows) AND status still due RETURNING id``. PostgreSQL skips rows
     another dispatcher holds (FOR UPDATE SKIP LOCKED); SQLite runs one writer at a time. Either way each row is won
@@ -158,7 +211,7 @@ def _claim_batch(session: Session, at: datetime, size: int) -> list[int]:
     taking = (
         update(Delivery.__table__)  # type: ignore[attr-defined]
         .where(col.id.in_(candidates.scalar_subquery()), due)
-        .values(status="sending", attempts=col.attempts + 1, lease_until=at + LEASE)
+        .values(status="claimed", lease_until=at + LEASE)
         .returning(col.id)
     )
     ids = sorted(session.execute(taking).scalars())
@@ -167,7 +220,7 @@ def _claim_batch(session: Session, at: datetime, size: int) -> list[int]:
 
 
 def _deliver(session: Session, send: Sender, delivery: Delivery, contact: Contact | None, *, at: datetime) -> str:
-    """Send one claimed delivery and record the outcome. Returns it: sent, retry, failed or unknown."""
+    """Send one claimed delivery and record the outcome. Returns it: sent, retry, failed, unknown or skipped."""
     delivery_id = delivery.id or 0
     free_at = _rate_limit_free_at(session, contact, at) if contact else None
     if free_at is not None:  # the bot's quota for this minute is used: wait without spending an attempt
@@ -175,14 +228,16 @@ def _deliver(session: Session, send: Sender, delivery: Delivery, contact: Contac
             "status": "retry",
             "next_attempt_at": free_at,
             "lease_until": None,
-            "attempts": delivery.attempts - 1,  # the claim counted one; this row still holds it
             "log": f"rate limit: wait until {free_at.isoformat()}",
         }
         _record(session, delivery_id, deferred)
         return "retry"
+    if not _start(session, delivery_id):
+        return "skipped"  # our lease expired and another dispatcher took the row over
+    attempts = delivery.attempts + 1
     outcome = send(contact.url, delivery.title, delivery.body, key=delivery.idempotency_key) if contact else None
     status = outcome.status if outcome else "failed"
-    if status == "retry" and delivery.attempts >= delivery.max_attempts:
+    if status == "retry" and attempts >= delivery.max_attempts:
         status = "failed"
     values: dict[str, Any] = {
         "status": status,
@@ -192,7 +247,7 @@ def _deliver(session: Session, send: Sender, delivery: Delivery, contact: Contac
     if status == "sent":
         values["sent_at"] = at
     if status == "retry":
-        values["next_attempt_at"] = at + backoff(delivery_id, delivery.attempts)
+        values["next_attempt_at"] = at + backoff(delivery_id, attempts)
     if status == "failed" and contact is not None:
         values["log"] += _fail_over(session, delivery, contact, at=at)
     _record(session, delivery_id, values)
@@ -200,17 +255,47 @@ def _deliver(session: Session, send: Sender, delivery: Delivery, contact: Contac
 
 
 # One statement object for every outcome: the SET clause comes from the keys of the parameters given.
-_RECORD = update(Delivery.__table__).where(Delivery.__table__.c.id == bindparam("delivery_id"))  # type: ignore[attr-defined]
+_TABLE = Delivery.__table__  # type: ignore[attr-defined]
+_RECORD = update(_TABLE).where(_TABLE.c.id == bindparam("delivery_id"))
+_START = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("delivery_id"), _TABLE.c.status == "claimed")
+    .values(status="sending", attempts=_TABLE.c.attempts + 1)
+)
+
+
+def _start(session: Session, delivery_id: int) -> bool:
+    """Mark the row as in flight and commit, immediately before its send: only this row can now be uncertain.
+
+    The same commit makes the previous row's outcome durable, so a message costs one commit, as before. False when
+    the row is no longer ours to send.
+    """
+    started = session.connection().execute(_START, {"delivery_id": delivery_id}).rowcount == 1
+    session.commit()
+    return started
 
 
 def _record(session: Session, delivery_id: int, values: dict[str, Any]) -> None:
-    """Write a delivery's new state and commit it before the next send.
+    """Write a delivery's new state; the next row's start, or the end of the batch, commits it.
 
     Core on the connection with a statement built once: this runs once per message, and the ORM and statement
     construction were most of the outbox's own cost per message.
     """
     session.connection().execute(_RECORD, {"delivery_id": delivery_id, **values})
+
+
+_RELEASE = (
+    update(_TABLE)
+    .where(_TABLE.c.id.in_(bindparam("ids", expanding=True)), _TABLE.c.status == "claimed")
+    .values(status="pending", lease_until=None)
+)
+
+
+def _release(session: Session, ids: list[int]) -> int:
+    """Hand claimed rows back unsent, for the next dispatcher to send at once."""
+    released = session.connection().execute(_RELEASE, {"ids": ids}).rowcount
     session.commit()
+    return int(released)
 
 
 def _fail_over(session: Session, delivery: Delivery, contact: Contact, *, at: datetime) -> str:
@@ -264,19 +349,25 @@ def _rate_limit_free_at(session: Session, contact: Contact, at: datetime) -> dat
 
 
 def recover_expired(session: Session, *, at: datetime) -> int:
-    """Rows left ``sending`` by a dispatcher that died: resend where the receiver dedupes, else mark unknown."""
+    """Rows a dispatcher that died left behind, once their lease has expired.
+
+    Claimed rows never started: they are due again at once. The one row it was sending may have arrived: resent where
+    the receiver dedupes, else marked unknown.
+    """
     col = Delivery.__table__.c  # type: ignore[attr-defined]
     stale = list(
-        session.execute(select(col.id, col.channel).where(col.status == "sending", col.lease_until < at)).tuples()
+        session.execute(
+            select(col.id, col.channel, col.status).where(col.status.in_(("claimed", "sending")), col.lease_until < at)
+        ).tuples()
     )
-    for delivery_id, channel in stale:
-        keyed = channel in KEYED_SCHEMES  # the contact's channel is its URL scheme
+    for delivery_id, channel, status in stale:
+        safe = status == "claimed" or channel in KEYED_SCHEMES  # the contact's channel is its URL scheme
         claim(
             session,
             Delivery,
             row_id=delivery_id,
-            expect={"status": "sending"},
-            values={"status": "retry" if keyed else "unknown", "next_attempt_at": at, "lease_until": None},
+            expect={"status": status},
+            values={"status": "retry" if safe else "unknown", "next_attempt_at": at, "lease_until": None},
         )
     session.commit()
     return len(stale)
@@ -285,7 +376,7 @@ def recover_expired(session: Session, *, at: datetime) -> int:
 def resend(session: Session, *, delivery_id: int, at: datetime, actor: str) -> bool:
     """Send one delivery again on purpose (a person decided, e.g. for an unknown or failed one)."""
     delivery = session.get(Delivery, delivery_id)
-    if delivery is None or delivery.status in ("pending", "sending"):
+    if delivery is None or delivery.status in ("pending", "claimed", "sending"):
         return False
     previous = delivery.status
     won = claim(

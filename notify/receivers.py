@@ -6,6 +6,7 @@ the same classes to take messages, and the links in them, out of what actually a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.policy
@@ -105,6 +106,9 @@ class _SmtpHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        delay = re.match(r"delay(\d+)-", envelope.rcpt_tos[0]) if envelope.rcpt_tos else None
+        if delay:  # a mail server that takes its time, for the tests that stop a dispatcher mid-batch
+            await asyncio.sleep(int(delay.group(1)) / 1000)
         raw = bytes(envelope.content)
         message = email.message_from_bytes(raw, policy=email.policy.default)
         part = message.get_body(preferencelist=("plain", "html"))

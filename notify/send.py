@@ -1,9 +1,16 @@
 """The one narrow adapter between a message and a channel: one apprise URL in, one classified outcome out.
 
-Apprise says only True or False; its log says why. The outcome decides what the outbox does next:
-``sent``; ``retry`` (nothing left, or the server failed: safe to send again); ``failed`` (the receiver refused the
-message for good); ``unknown`` (a read timeout: the request may have been delivered, so sending again may
-duplicate it).
+Apprise says only True or False; its log says why. ``failure_mode`` reads the log into one of four modes, and the
+outcome follows from the mode and the channel:
+
+- ``never_sent``: the connection was refused, timed out while connecting, or failed its TLS handshake, or the plugin
+  gave up before any I/O. Nothing reached the receiver: ``retry``.
+- ``maybe_sent``: the request left and no complete answer came back (read timeout, the remote end closed or reset
+  the connection, a truncated answer, an SMTP server that hung up). The receiver may have posted it. Where the
+  receiver dedupes by our idempotency key (webhooks) that is safe to ``retry``; elsewhere it is ``unknown``, which is
+  never resent automatically: a chat bot or a mailbox would get it twice.
+- ``refused``: the receiver answered no for good (HTTP 4xx, a bot's errcode, SMTP 5xx): ``failed``.
+- ``busy``: the receiver answered "not now" (HTTP 5xx or 429, a bot's rate-limit code, SMTP 4xx): ``retry``.
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ def send_apprise(url: str, title: str, body: str, *, key: str = "") -> Outcome:
         # body_format TEXT: otherwise e-mail bodies are treated as HTML and the newlines collapse.
         ok = bool(plugin.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT))
     log = "\n".join(lines)
-    return Outcome("sent" if ok else classify_failure(log), log[-4000:])
+    return Outcome("sent" if ok else classify_failure(log, scheme(url)), log[-4000:])
 
 
 class _Recorder(logging.Filter):
@@ -114,18 +121,60 @@ def scheme(url: str) -> str:
     return url.split("://", 1)[0].lower()
 
 
-def classify_failure(log: str) -> str:
-    """What a failed send means for the outbox, read from apprise's log."""
-    if "Read timed out" in log or "read timeout" in log:
-        return "unknown"  # the request was sent; the answer did not come back in time
+# A Python exception's text, as apprise and our plugins log it ("Socket Exception: …"), read by what it proves.
+# Checked in this order: a failed connection proves nothing left, whatever else the text says.
+_NEVER_SENT = (
+    "Connection refused",
+    "NewConnectionError",
+    "Failed to establish a new connection",
+    "ConnectTimeout",
+    "connect timeout=",
+    "NameResolutionError",
+    "Name or service not known",
+    "No address associated",
+    "SSLError",  # a TLS handshake failed: it comes before any byte of the request
+    "CERTIFICATE_VERIFY_FAILED",
+    "Network is unreachable",
+    "No route to host",
+)
+
+
+def failure_mode(log: str) -> str:
+    """never_sent, maybe_sent, refused or busy: what a failed send's log proves about the receiver."""
+    coded = _answered(log)
+    if coded is not None:
+        return coded
+    exception = re.search(r"Socket Exception: (.*)", log)
+    if exception is None:
+        return "never_sent"  # the plugin gave up before any I/O (no recipient, a bad URL)
+    text = exception.group(1)
+    if any(marker in text for marker in _NEVER_SENT):
+        return "never_sent"
+    # Read timeouts, "Remote end closed connection without response", resets, broken pipes, truncated answers,
+    # an SMTP server that hung up, and anything not recognised: the request may have arrived.
+    return "maybe_sent"
+
+
+def _answered(log: str) -> str | None:
+    """The mode when the receiver answered with a code: a bot's errcode, an SMTP reply or an HTTP status."""
     bot = re.search(r"errcode=(-?\d+)", log)  # a chat bot's cloud refused it in the body of an HTTP 200
     if bot:
-        return "retry" if int(bot.group(1)) in RETRYABLE_CODES else "failed"
+        return "busy" if int(bot.group(1)) in RETRYABLE_CODES else "refused"
     smtp = re.search(r"\((\d{3}), b'", log)  # an SMTP refusal: {'addr': (550, b'5.1.1 ...')}
     if smtp:
-        return "failed" if int(smtp.group(1)) >= 500 else "retry"  # 5xx is permanent in SMTP, 4xx temporary
+        return "refused" if int(smtp.group(1)) >= 500 else "busy"  # 5xx is permanent in SMTP, 4xx temporary
     http = re.search(r"error=(\d{3})", log)
     if http:
         code = int(http.group(1))
-        return "retry" if code >= 500 or code == 429 else "failed"
-    return "retry"  # refused, unreachable, or failed before anything left: sending again is safe
+        return "busy" if code >= 500 or code == 429 else "refused"
+    return None
+
+
+def classify_failure(log: str, channel: str) -> str:
+    """What a failed send means for the outbox: retry, failed or unknown (see the module's docstring)."""
+    mode = failure_mode(log)
+    if mode == "refused":
+        return "failed"
+    if mode == "maybe_sent" and channel not in KEYED_SCHEMES:
+        return "unknown"
+    return "retry"

@@ -182,7 +182,8 @@ class Delivery(SQLModel, table=True):
 
 DELIVERY_STATES = {
     "pending": "待发送",
-    "sending": "发送中",  # claimed by a dispatcher until lease_until
+    "claimed": "待发送（已领取）",  # held by a dispatcher until lease_until, not started: safe to send again
+    "sending": "发送中",  # its send started; if the dispatcher dies now, only the receiver knows whether it arrived
     "sent": "已发送",
     "retry": "待重试",  # after a temporary failure, at next_attempt_at
     "failed": "发送失败",  # permanently, or after max_attempts

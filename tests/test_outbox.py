@@ -59,14 +59,15 @@ def test_each_outcome_is_classified_and_recorded(ledger: Session, fresh_inbox: I
             f"{hook}/ok",
             f"{hook}/status/500",
             f"{hook}/status/404",
-            f"{hook}/slow?rto=0.5",  # the answer comes after the read timeout
+            f"{hook}/slow?rto=0.5",  # the answer comes after the read timeout; the webhook dedupes by key
             f"json://127.0.0.1:{free_port()}/nobody-listens",
+            f"dingtalk://slow?base=http://127.0.0.1:{fresh_inbox.http_port}/slow&rto=0.5",  # a bot does not
         ],
     )
     report = outbox.dispatch(ledger, send_apprise, at=AT)
-    assert (report.sent, report.retry, report.failed, report.unknown) == (2, 2, 2, 1)
+    assert (report.sent, report.retry, report.failed, report.unknown) == (2, 3, 2, 1)
     states = [d.status for d in deliveries(ledger)]
-    assert states == ["sent", "failed", "sent", "retry", "failed", "unknown", "retry"]
+    assert states == ["sent", "failed", "sent", "retry", "failed", "retry", "retry", "unknown"]
     rejected = deliveries(ledger)[1]
     assert "550" in rejected.log and rejected.attempts == 1
     # Both receivers saw the idempotency key of their delivery.
@@ -114,19 +115,20 @@ def test_an_interrupted_send_is_resent_only_where_the_receiver_dedupes(ledger: S
 
 
 def test_a_person_can_resend_an_unknown_delivery_on_purpose(ledger: Session, fresh_inbox: Inbox) -> None:
-    queue_to(ledger, [f"json://127.0.0.1:{fresh_inbox.http_port}/slow?rto=0.5"])
+    base = f"http://127.0.0.1:{fresh_inbox.http_port}"
+    queue_to(ledger, [f"dingtalk://bot?base={base}/slow&rto=0.5"])
     outbox.dispatch(ledger, send_apprise, at=AT)
     (delivery,) = deliveries(ledger)
     assert delivery.status == "unknown"
     assert outbox.dispatch(ledger, send_apprise, at=AT + timedelta(days=1)).sent == 0  # never by itself
     ledger.execute(  # the operator fixed the receiver's address
-        Contact.__table__.update().values(url=f"json://127.0.0.1:{fresh_inbox.http_port}/hook")  # type: ignore[attr-defined]
+        Contact.__table__.update().values(url=f"dingtalk://bot?base={base}/fixed")  # type: ignore[attr-defined]
     )
     ledger.commit()
     assert outbox.resend(ledger, delivery_id=delivery.id or 0, at=AT + timedelta(days=1), actor="cli")
     assert outbox.dispatch(ledger, send_apprise, at=AT + timedelta(days=1)).sent == 1
     assert deliveries(ledger)[0].status == "sent"
-    assert fresh_inbox.posts[-1].key == delivery.idempotency_key
+    assert fresh_inbox.posts[-1].path.startswith("/fixed/robot/send")
     actions = [e.action for e in ledger.execute(select(AuditEvent)).scalars()]
     assert actions == ["delivery_resent"]
 
