@@ -175,6 +175,7 @@ def _occurrence_query(
     query: Any,
     *,
     at: datetime,
+    occurrence_id: int | None = None,
     unit: str | None = None,
     duty: str | None = None,
     status: str | None = None,
@@ -191,6 +192,7 @@ def _occurrence_query(
     query = query.select_from(Occurrence.__table__).join(Duty.__table__, duties.id == col.duty_id)  # type: ignore[attr-defined]
     query = query.join(Unit.__table__, units.id == col.unit_id)  # type: ignore[attr-defined]
     conditions = [
+        (occurrence_id is not None, lambda: col.id == occurrence_id),
         (unit, lambda: col.unit_id == unit),
         (duty, lambda: col.duty_id == duty),
         (kind, lambda: duties.kind == kind),

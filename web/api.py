@@ -1,12 +1,12 @@
 """The JSON API for scripts: the same items, scopes and actions as the desk, with a bearer token.
 
-A token comes from ``duties user token USERNAME``. A district token sees its district only; an item outside the
-scope answers 404, exactly like one that does not exist.
+A token comes from ``duties user token USERNAME``. A district token sees its district only, and no unannounced check
+before its day; an item outside the scope answers 404, exactly like one that does not exist.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -21,8 +21,8 @@ from store.queries import count_occurrences, day_bound, occurrence_json, occurre
 from store.settings import get_settings
 from web import auth
 from web.auth import Scope
-from web.common import NowDep, RowId, SessionDep
-from web.desk import failed_checks, scoped_item, take_action, timeline
+from web.common import NowDep, RowId, SessionDep, scope_filters, scoped_item
+from web.desk import failed_checks, take_action, timeline
 
 bearer = HTTPBearer(auto_error=False, description="`duties user token USERNAME` 生成的令牌")
 router = APIRouter(prefix="/api", tags=["api"])
@@ -106,19 +106,18 @@ def counts(
 def _filters(scope: Scope, given: dict[str, Any]) -> dict[str, Any]:
     zone = get_settings().zone
     filters = {k: given.get(k) for k in ("unit", "duty", "family", "status", "level")}
-    filters["district"] = scope.district_filter or given.get("district")
+    filters |= scope_filters(scope, district=given.get("district"))
     for key, alias, end in (("start", "from", False), ("end", "to", True)):
         try:
             filters[key] = day_bound(given.get(key), zone, end=end)
         except ValueError as problem:  # the same 422 as any other bad query value
             error = {"loc": ["query", alias], "msg": str(problem), "type": "value_error"}
             raise RequestValidationError([error]) from None
-    filters["hide_unannounced"] = scope.role != "city"
     return filters
 
 
-def _item_or_404(session: Session, scope: Scope, occurrence_id: int) -> Any:
-    found = scoped_item(session, scope, occurrence_id)
+def _item_or_404(session: Session, scope: Scope, occurrence_id: int, at: datetime) -> Any:
+    found = scoped_item(session, scope, occurrence_id, at=at)
     if found is None:
         raise HTTPException(404, "事项不存在，或不在您的管辖范围内")
     return found
@@ -127,7 +126,7 @@ def _item_or_404(session: Session, scope: Scope, occurrence_id: int) -> Any:
 @router.get("/occurrences/{occurrence_id}")
 def one_occurrence(occurrence_id: RowId, session: SessionDep, at: NowDep, scope: ScopeDep) -> dict[str, Any]:
     """One item with its timeline (the audit events) and the unit's failed 核查 count."""
-    occurrence, duty, unit = _item_or_404(session, scope, occurrence_id)
+    occurrence, duty, unit = _item_or_404(session, scope, occurrence_id, at)
     data = occurrence_json(occurrence, duty, unit, at=at, zone=get_settings().zone)
     data["timeline"] = [
         {
@@ -180,11 +179,11 @@ def act(
     scope: ScopeDep,
 ) -> ActionDone:
     """Take an action on one item; 409 with the reason in Chinese when the item's state does not allow it."""
-    _item_or_404(session, scope, occurrence_id)
+    _item_or_404(session, scope, occurrence_id, at)
     try:
         take_action(session, action, occurrence_id, body.model_dump(), actor=f"api:{scope.username}", at=at)
     except ActionError as refusal:
         session.rollback()
         raise HTTPException(409, str(refusal)) from None
-    occurrence, duty, unit = _item_or_404(session, scope, occurrence_id)
+    occurrence, duty, unit = _item_or_404(session, scope, occurrence_id, at)
     return ActionDone(ok=True, occurrence=occurrence_json(occurrence, duty, unit, at=at, zone=get_settings().zone))

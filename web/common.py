@@ -15,9 +15,11 @@ from calendars.loader import CalendarError, Program
 from calendars.schema import ProgrammeSpec
 from flows import runtime
 from store.db import session_scope
-from store.models import LEVEL_NAMES, STATUS_LABELS
+from store.models import LEVEL_NAMES, STATUS_LABELS, Duty, Occurrence, Unit
+from store.queries import find_occurrences
 from store.settings import get_settings
 from templates import render
+from web.auth import Scope
 
 
 async def get_session() -> AsyncIterator[Session]:
@@ -37,6 +39,27 @@ SessionDep = Annotated[Session, Depends(get_session)]
 # A row id in a path: beyond a 64-bit integer the database could not even look, so it is a 422, not a 500.
 RowId = Annotated[int, Path(ge=1, le=2**62)]
 NowDep = Annotated[datetime, Depends(clock)]
+
+
+def scope_filters(scope: Scope, *, district: str | None = None) -> dict[str, Any]:
+    """What a manager may see, as ``find_occurrences`` filters: the one place that decides it, for lists, counts and
+    single items, on the desk and through the API alike.
+
+    A district sees its own units only (``district`` narrows a city manager's view, never widens a district's), and
+    no unannounced check before its ``visible_from``: it could be the one inspected. Only the city office, which
+    draws the days, sees them ahead. The moment is the caller's ``at``, never the wall clock.
+    """
+    return {"district": scope.district_filter or district or None, "hide_unannounced": scope.role != "city"}
+
+
+def scoped_item(
+    session: Session, scope: Scope, occurrence_id: int, *, at: datetime
+) -> tuple[Occurrence, Duty, Unit] | None:
+    """One item, if ``scope`` may see it at ``at``; otherwise None, exactly as for an id that does not exist."""
+    found = find_occurrences(session, at=at, occurrence_id=occurrence_id, **scope_filters(scope))
+    if not found or not scope.allows(found[0][2]):  # allows(): a district account without a district sees nothing
+        return None
+    return found[0]
 
 
 @lru_cache

@@ -1,7 +1,8 @@
 """The manager desk: login, the filtered list, one item with its timeline, and the actions on it.
 
 Every page needs a login; every form carries a CSRF token; every action writes an audit event (flows.actions).
-A district manager sees only its district's items: an item outside the scope answers 404, as if it did not exist.
+A district manager sees only its district's items, and no unannounced check before its day: an item outside the
+scope (``web.common.scoped_item``) answers 404, as if it did not exist, on every page and action that takes its id.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from store.queries import count_occurrences, day_bound, delivery_json, find_deli
 from store.settings import get_settings
 from web import auth
 from web.auth import Scope
-from web.common import NowDep, RowId, SessionDep, page, problem_page, program
+from web.common import NowDep, RowId, SessionDep, page, problem_page, program, scope_filters, scoped_item
 from web.units import evidence_media_type, evidence_path
 
 PAGE_SIZE = 100
@@ -252,12 +253,10 @@ def _filters(scope: Scope, chosen: dict[str, str]) -> tuple[dict[str, Any], str]
     """The list's query filters from the form, always within the manager's scope; a bad value is named, not fatal."""
     zone = get_settings().zone
     problems = []
-    # A district could be the one inspected: it does not see an unannounced check before its day.
-    filters: dict[str, Any] = {"hide_unannounced": scope.role != "city"}
+    filters = scope_filters(scope, district=chosen["district"])
     for name in ("family", "unit"):
         if chosen[name]:
             filters[name] = chosen[name]
-    filters["district"] = scope.district_filter or chosen["district"] or None
     if chosen["status"] in STATUSES:
         filters["status"] = chosen["status"]
     if chosen["level"] in {str(level) for level in LEVEL_NAMES}:
@@ -288,16 +287,6 @@ def _choices(session: Session, scope: Scope) -> dict[str, list[tuple[str, str]]]
 # ---------------------------------------------------------------- one item
 
 
-def scoped_item(session: Session, scope: Scope, occurrence_id: int) -> tuple[Occurrence, Duty, Unit] | None:
-    occurrence = session.get(Occurrence, occurrence_id, populate_existing=True)
-    if occurrence is None:
-        return None
-    duty, unit = session.get(Duty, occurrence.duty_id), session.get(Unit, occurrence.unit_id)
-    if duty is None or unit is None or not scope.allows(unit):
-        return None
-    return occurrence, duty, unit
-
-
 def not_found() -> HTMLResponse:
     return problem_page(404, "事项不存在", "找不到该事项，或不在您的管辖范围内。")
 
@@ -318,7 +307,7 @@ def _item_page(
     error: str = "",
     entered: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    found = scoped_item(session, auth.scope_of(user), occurrence_id)
+    found = scoped_item(session, auth.scope_of(user), occurrence_id, at=at)
     if found is None:
         return not_found()
     occurrence, duty, unit = found
@@ -388,8 +377,8 @@ def act(
     refused = check_csrf(request, form.get("csrf"))
     if refused:
         return refused
-    if scoped_item(session, auth.scope_of(user), occurrence_id) is None:
-        return not_found()
+    if scoped_item(session, auth.scope_of(user), occurrence_id, at=at) is None:
+        return not_found()  # before anything else: a hidden item answers exactly like a missing one
     if action not in actions.ACTIONS:
         return problem_page(404, "没有这个操作", f"不支持的操作：{action}")
     try:
@@ -448,9 +437,9 @@ def _number(value: Any, label: str) -> int:
 
 
 @router.get("/items/{occurrence_id}/evidence/{name}")
-def evidence(occurrence_id: RowId, name: str, session: SessionDep, user: UserDep) -> Response:
+def evidence(occurrence_id: RowId, name: str, session: SessionDep, at: NowDep, user: UserDep) -> Response:
     """A photo a unit uploaded for this item, to managers who may see the item."""
-    if scoped_item(session, auth.scope_of(user), occurrence_id) is None:
+    if scoped_item(session, auth.scope_of(user), occurrence_id, at=at) is None:
         return not_found()
     names = {n for report in _rows(session, Confirmation, occurrence_id) for n in report.evidence}
     path = evidence_path(name) if name in names else None
