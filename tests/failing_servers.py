@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 HTTP_MODES = ("hang", "close", "reset", "truncate")
+TRUNCATED = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 90\r\n\r\n{"e'  # 3 of 90
 
 
 @dataclass
@@ -58,7 +59,9 @@ class FailingServer:
             if self.mode == "reset":  # an RST instead of a FIN
                 connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             if self.mode == "truncate":
-                connection.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 90\r\n\r\n{"e')
+                connection.sendall(
+                    b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 90\r\n\r\n{"e'
+                )
             connection.close()
 
     def _smtp(self, connection: socket.socket) -> None:

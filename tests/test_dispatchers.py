@@ -6,8 +6,8 @@ import os
 import random
 import signal
 import subprocess
-import threading
 import sys
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import timedelta
@@ -182,9 +182,7 @@ def test_killing_the_dispatcher_strands_only_the_message_in_flight(sqlite_store:
     print(f"crash test (bots, mail): {kills} SIGKILLs, {len(unknown)} uncertain of {count}")
 
 
-def test_a_stopped_dispatcher_finishes_its_send_and_hands_the_rest_back(
-    sqlite_store: str, fresh_inbox: Inbox
-) -> None:
+def test_a_stopped_dispatcher_finishes_its_send_and_hands_the_rest_back(sqlite_store: str, fresh_inbox: Inbox) -> None:
     """SIGTERM is a normal service stop: nothing becomes uncertain, nothing is sent twice."""
     count = 60
     with db.session_scope() as session:

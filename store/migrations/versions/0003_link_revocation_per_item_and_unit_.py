@@ -35,6 +35,7 @@ def upgrade() -> None:
     op.add_column("unit", sa.Column("link_version", sa.Integer(), nullable=False, server_default="0"))
     op.add_column("user", sa.Column("session_version", sa.Integer(), nullable=False, server_default="0"))
 
+
 def downgrade() -> None:
     with op.batch_alter_table("user", schema=None) as batch_op:
         batch_op.drop_column("session_version")
