@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import col
+from sqlmodel import Session, col
 
 from calendars import arrangement
 from calendars.loader import CalendarError, Program
@@ -43,7 +43,7 @@ from notify.send import send_apprise
 from store import backup as backups
 from store import migrate
 from store.db import create_tables, get_engine, secret_key, session_scope, unannounced_seed
-from store.models import DELIVERY_STATES, LEVEL_NAMES, ROLES, STATUS_LABELS, STATUSES, Duty, Unit, User
+from store.models import DELIVERY_STATES, LEVEL_NAMES, ROLES, STATUS_LABELS, STATUSES, Duty, Occurrence, Unit, User
 from store.queries import audit, day_bound, delivery_json, find_deliveries, occurrences_json, target_progress
 from store.settings import get_settings
 from web import auth
@@ -206,28 +206,75 @@ def _list(at: datetime, as_json: bool, **filters: Any) -> None:
 def link(
     occurrence_id: Annotated[int | None, id_argument("任务 id")] = None,
     unit: Annotated[str | None, typer.Option("--unit", help="输出该单位的待办页链接（列出全部待办事项）")] = None,
-    revoke: Annotated[bool, typer.Option("--revoke", help="作废该任务此前发出的全部链接，并输出新链接")] = False,
+    revoke: Annotated[
+        bool,
+        typer.Option("--revoke", help="作废任务的全部链接（重新下发前不再发出）；与 --unit 同用则作废单位待办页链接"),
+    ] = False,
+    reissue: Annotated[bool, typer.Option("--reissue", help="为已作废链接的任务重新下发，并输出新链接")] = False,
     at: AtOption = None,
 ) -> None:
-    """输出某条任务的确认链接，或某单位的待办页链接。"""
+    """输出某条任务的确认链接，或某单位的待办页链接；--revoke 作废，--reissue 重新下发。"""
     when = moment(at)
     if (occurrence_id is None) == (unit is None):
         fail("请给出任务 id，或用 --unit 指定单位（二者选一）。", 2)
+    if revoke and reissue:
+        fail("--revoke 与 --reissue 不能同时使用。", 2)
     with opened_store() as session:
         secret = secret_key(session)
         if unit is not None:
-            if session.get(Unit, unit) is None:
-                fail(f"没有 id 为 {unit} 的单位。")
-            sys.stdout.write(steps.unit_link(get_settings(), secret, unit, at=when) + "\n")
-            return
-        occurrence = occurrence_or_exit(session, occurrence_id or 0)
-        if revoke:
-            occurrence.link_version += 1
-            audit(session, at=when, actor="cli", action="links_revoked", occurrence_id=occurrence.id)
-            session.commit()
-            err.print(f"已作废任务 {occurrence.id} 此前的全部链接。", highlight=False)
-        url = steps.confirmation_link(get_settings(), secret, occurrence, at=when)
-    sys.stdout.write(url + "\n")
+            if reissue:
+                fail("--reissue 只用于任务；单位待办页链接作废后，--revoke 已输出新链接。", 2)
+            url = _unit_link(session, secret, unit, revoke=revoke, at=when)
+        else:
+            url = _item_link(session, secret, occurrence_id or 0, revoke=revoke, reissue=reissue, at=when)
+    if url:
+        sys.stdout.write(url + "\n")
+
+
+def _unit_link(session: Session, secret: str, unit_id: str, *, revoke: bool, at: datetime) -> str:
+    """The unit's page link; with ``revoke``, after raising the unit's link version so every earlier one is void."""
+    found = session.get(Unit, unit_id)
+    if found is None:
+        fail(f"没有 id 为 {unit_id} 的单位。")
+    if revoke:
+        found.link_version += 1
+        audit(session, at=at, actor="cli", action="unit_links_revoked", unit=unit_id, version=found.link_version)
+        session.commit()
+        err.print(f"已作废单位 {unit_id} 此前的全部待办页链接，以下为新链接。", highlight=False)
+    return steps.unit_link(get_settings(), secret, unit_id, at=at, version=found.link_version)
+
+
+def _item_link(session: Session, secret: str, occurrence_id: int, *, revoke: bool, reissue: bool, at: datetime) -> str:
+    """The item's confirmation link, or nothing when ``revoke`` has just voided them all until a re-issue."""
+    occurrence = occurrence_or_exit(session, occurrence_id)
+    if revoke:
+        _set_links(session, occurrence, revoked=True, at=at)
+        err.print(
+            f"已作废任务 {occurrence.id} 的全部链接（含单位待办页上的链接）。"
+            f"重新下发前不会再发出任何链接；需要时请运行 duties link {occurrence.id} --reissue。",
+            highlight=False,
+        )
+        return ""
+    if reissue and occurrence.links_revoked:
+        _set_links(session, occurrence, revoked=False, at=at)
+        err.print(f"已为任务 {occurrence.id} 重新下发链接，以下为新链接。", highlight=False)
+    elif reissue:
+        err.print(f"任务 {occurrence.id} 的链接未被作废，以下为当前链接。", highlight=False)
+    elif occurrence.links_revoked:
+        fail(
+            f"任务 {occurrence.id} 的链接已被作废，不会发出新链接。需要时请运行 duties link {occurrence.id} --reissue。"
+        )
+    return steps.confirmation_link(get_settings(), secret, occurrence, at=at)
+
+
+def _set_links(session: Session, occurrence: Occurrence, *, revoked: bool, at: datetime) -> None:
+    """Revoke (raising the version, so every earlier link is void for good) or re-issue the item's links."""
+    occurrence.links_revoked = revoked
+    if revoked:
+        occurrence.link_version += 1
+    action = "links_revoked" if revoked else "links_reissued"
+    audit(session, at=at, actor="cli", action=action, occurrence_id=occurrence.id, version=occurrence.link_version)
+    session.commit()
 
 
 cli_ladder.register(app)

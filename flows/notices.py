@@ -20,7 +20,13 @@ from web.tokens import make_token, make_unit_token
 
 
 def confirmation_link(settings: Settings, secret: str, occurrence: Occurrence, *, at: datetime) -> str:
-    """A signed link for the occurrence's unit, valid until link_valid_days after the later of due date and now."""
+    """A signed link for the occurrence's unit, valid until link_valid_days after the later of due date and now.
+
+    Empty for an item whose links a manager revoked: none is issued until one is re-issued, and a message says so
+    where the link would stand (``messages/links.txt.j2``).
+    """
+    if occurrence.links_revoked:
+        return ""
     expires = max(occurrence.due_at, at) + timedelta(days=settings.link_valid_days)
     token = make_token(
         secret,
@@ -32,10 +38,25 @@ def confirmation_link(settings: Settings, secret: str, occurrence: Occurrence, *
     return f"{settings.base_url}/c/{token}"
 
 
-def unit_link(settings: Settings, secret: str, unit_id: str, *, at: datetime) -> str:
-    """A signed link to the unit's own page of open items, valid for link_valid_days."""
-    token = make_unit_token(secret, unit_id=unit_id, expires_at=at + timedelta(days=settings.link_valid_days))
+def unit_link(settings: Settings, secret: str, unit_id: str, *, at: datetime, version: int = 0) -> str:
+    """A signed link to the unit's own page of open items, valid for link_valid_days.
+
+    ``version`` is the unit's link version (``Unit.link_version``): a link made with an older one is refused.
+    """
+    expires = at + timedelta(days=settings.link_valid_days)
+    token = make_unit_token(secret, unit_id=unit_id, expires_at=expires, version=version)
     return f"{settings.base_url}/u/{token}"
+
+
+def unit_version(occurrence: Occurrence) -> int:
+    """The link version of the item's unit, read through the session that holds the item.
+
+    Messages are rendered from items a step has loaded; the unit row is then in the same session, so asking for it
+    again costs nothing. A detached item gives 0: its unit link then fails closed after a revocation.
+    """
+    session = Session.object_session(occurrence)
+    unit = session.get(Unit, occurrence.unit_id) if session is not None else None
+    return unit.link_version if unit is not None else 0
 
 
 def message(
@@ -51,7 +72,7 @@ def message(
         "unit": program.units[occurrence.unit_id],
         "leads": "、".join(dict.fromkeys(leads)),
         "link": confirmation_link(ctx.settings, ctx.secret, occurrence, at=at),
-        "unit_link": unit_link(ctx.settings, ctx.secret, occurrence.unit_id, at=at),
+        "unit_link": unit_link(ctx.settings, ctx.secret, occurrence.unit_id, at=at, version=unit_version(occurrence)),
         "zone": ctx.zone,
         "at": at,
     }

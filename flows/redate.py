@@ -29,7 +29,7 @@ from calendars.loader import Program
 from calendars.recurrence import LOOK_BACK, Period, expand, reminder_times
 from calendars.schema import DutySpec
 from flows.common import SYSTEM, Context, occurrence_row
-from flows.notices import Outgoing, confirmation_link, recipients_by_unit, title_and_body, unit_link
+from flows.notices import Outgoing, confirmation_link, recipients_by_unit, title_and_body, unit_link, unit_version
 from store.models import AuditEvent, Occurrence
 from store.queries import claim_many, get_value, put_value
 from templates import render
@@ -360,7 +360,7 @@ def _queue_notices(
                 "messages/moved.txt.j2",
                 unit=ctx.program.units[unit_id],
                 entries=entries,
-                unit_link=unit_link(ctx.settings, ctx.secret, unit_id, at=at),
+                unit_link=unit_link(ctx.settings, ctx.secret, unit_id, at=at, version=unit_version(entries[0]["item"])),
                 zone=ctx.zone,
                 programme=ctx.program.programme,
             )

@@ -22,7 +22,15 @@ from calendars.schema import DutySpec
 from calendars.workdays import UNPUBLISHED_FLAG
 from flows.common import SYSTEM, Context, Row, occurrence_row, open_batches
 from flows.ladder import escalate, repeat_notices
-from flows.notices import Outgoing, confirmation_link, message, recipients_by_unit, title_and_body, unit_link
+from flows.notices import (
+    Outgoing,
+    confirmation_link,
+    message,
+    recipients_by_unit,
+    title_and_body,
+    unit_link,
+    unit_version,
+)
 from flows.redate import Move, redate
 from notify import outbox
 from notify.outbox import DispatchReport
@@ -348,7 +356,7 @@ def _queue_reminders(
                 "messages/digest.txt.j2",
                 unit=ctx.program.units[first.unit_id],
                 entries=entries,
-                unit_link=unit_link(ctx.settings, ctx.secret, first.unit_id, at=at),
+                unit_link=unit_link(ctx.settings, ctx.secret, first.unit_id, at=at, version=unit_version(first)),
                 zone=ctx.zone,
                 programme=ctx.program.programme,
             )

@@ -111,7 +111,9 @@ def test_link_revoke_and_unit_link(sqlite_store: str) -> None:
     run("plan", "--from", "2026-02-01", "--to", "2026-02-08", "--at", "2026-01-20T08:00")
     code, first, _ = run("link", "1", "--at", "2026-02-02T09:00")
     code, second, err = run("link", "1", "--revoke", "--at", "2026-02-02T09:00")
-    assert code == 0 and "已作废" in err and first != second and "/c/" in second
+    assert code == 0 and "已作废" in err and second == ""  # revoked items get no link until re-issued
+    code, third, err = run("link", "1", "--reissue", "--at", "2026-02-02T09:00")
+    assert code == 0 and "重新下发" in err and first != third and "/c/" in third
     code, unit_link, _ = run("link", "--unit", "wuxing-msb", "--at", "2026-02-02T09:00")
     assert code == 0 and "/u/" in unit_link
     code, _, err = run("link")

@@ -56,6 +56,7 @@ ACTION_LABELS = {
     "reminder_queued": "发送提醒",
     "delivery_resent": "重发通知",
     "links_revoked": "作废链接",
+    "links_reissued": "重新下发链接",
     "escalation_pending": "待审批升级",
     "escalation_rejected": "不予升级",
     "acknowledged": "单位确认收到",
@@ -88,6 +89,7 @@ DETAIL_LABELS = {
     "repeat": "第几次重发",
     "finding": "问题编号",
     "site": "检查对象",
+    "version": "链接版本",
 }
 
 router = APIRouter(prefix="/desk")

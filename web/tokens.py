@@ -2,7 +2,8 @@
 
 A token names one occurrence and its unit and carries its own expiry, so a link opened after that moment is refused
 even though the signature is good. It also carries the occurrence's link version: raising the version revokes every
-link issued before. A unit link names a unit only and opens the unit's own page of open items.
+link issued before. A unit link names a unit only and opens the unit's own page of open items; it carries the
+unit's link version in the same way, so ``duties link --unit U --revoke`` voids every unit link issued before.
 """
 
 from __future__ import annotations
@@ -58,18 +59,27 @@ def read_token(secret: str, token: str, *, at: datetime) -> LinkClaim:
     return claim
 
 
-def make_unit_token(secret: str, *, unit_id: str, expires_at: datetime) -> str:
-    payload = {"u": unit_id, "e": int(expires_at.timestamp())}
+@dataclass(frozen=True)
+class UnitClaim:
+    unit_id: str
+    version: int = 0
+
+
+def make_unit_token(secret: str, *, unit_id: str, expires_at: datetime, version: int = 0) -> str:
+    payload: dict[str, int | str] = {"u": unit_id, "e": int(expires_at.timestamp())}
+    if version:  # version 0 is left out, so links made before versions existed keep their form and still open
+        payload["v"] = version
     return str(_serializer(secret, UNIT_SALT).dumps(payload))
 
 
-def read_unit_token(secret: str, token: str, *, at: datetime) -> str:
-    """The unit a unit link names, if the link is genuine and unexpired."""
+def read_unit_token(secret: str, token: str, *, at: datetime) -> UnitClaim:
+    """The unit a unit link names and the unit's link version it was made with, if genuine and unexpired."""
     try:
         payload = _serializer(secret, UNIT_SALT).loads(token)
-        unit_id, expires = str(payload["u"]), datetime.fromtimestamp(int(payload["e"]), UTC)
+        expires = datetime.fromtimestamp(int(payload["e"]), UTC)
+        claim = UnitClaim(str(payload["u"]), int(payload.get("v", 0)))
     except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
         raise BadLink("tampered") from None
     if at >= expires:
         raise BadLink("expired")
-    return unit_id
+    return claim

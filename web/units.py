@@ -82,7 +82,8 @@ def _occurrence_for(session: Session, token: str, at: datetime) -> tuple[Occurre
     if found is None or found[0].unit_id != claim.unit_id:
         raise LinkError("unknown")
     occurrence, duty, unit = found
-    if claim.version != occurrence.link_version:
+    # A revoked item refuses every link, even one of its current version: a manager must re-issue first.
+    if claim.version != occurrence.link_version or occurrence.links_revoked:
         raise LinkError("revoked")
     return occurrence, duty, unit
 
@@ -192,23 +193,32 @@ def _current_notice(session: Session, occurrence: Occurrence) -> Escalation | No
 
 @router.get("/u/{token}", response_class=HTMLResponse)
 def unit_page(token: str, session: SessionDep, at: NowDep) -> HTMLResponse:
-    """Every open item of the unit the link names, soonest due first, each with its own confirmation link."""
+    """Every open item of the unit the link names, soonest due first, each with its own confirmation link; an item
+    whose links were revoked is listed without one (``confirmation_link`` issues none for it)."""
     secret = secret_key(session)
-    try:
-        unit_id = read_unit_token(secret, token, at=at)
-    except BadLink as bad:
-        raise LinkError(bad.reason) from None
-    unit = session.get(Unit, unit_id)
-    if unit is None:
-        raise LinkError("unknown")
+    unit = _unit_for(session, secret, token, at)
     settings = get_settings()
     items = [
         (occurrence, duty, occurrence.status_at(at), confirmation_link(settings, secret, occurrence, at=at))
-        for occurrence, duty, _ in find_occurrences(session, at=at, unit=unit_id, hide_unannounced=True)
+        for occurrence, duty, _ in find_occurrences(session, at=at, unit=unit.id, hide_unannounced=True)
         if occurrence.status_at(at) in OPEN_STATUSES
     ]
     items.sort(key=lambda item: (item[2] != "overdue", item[0].due_at))
     return page("unit.html", unit=unit, items=items, at=at)
+
+
+def _unit_for(session: Session, secret: str, token: str, at: datetime) -> Unit:
+    """The unit a unit link names, if the link is good and made with the unit's current link version."""
+    try:
+        claim = read_unit_token(secret, token, at=at)
+    except BadLink as bad:
+        raise LinkError(bad.reason) from None
+    unit = session.get(Unit, claim.unit_id, populate_existing=True)
+    if unit is None:
+        raise LinkError("unknown")
+    if claim.version != unit.link_version:
+        raise LinkError("revoked")
+    return unit
 
 
 def _read_amount(text_: str, *, is_target: bool) -> tuple[float, str]:
