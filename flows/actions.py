@@ -10,6 +10,10 @@ How the ladder takes them (DESIGN: the level is history, the clock moves):
 - 挂账 stops reminders and escalation until the review date; the item keeps its level.
 - 返工 (and a 核查 that fails) reopens a done, parked or waived item at the level it had; if it is already past
   due, the next escalation waits one day so the unit can redo the work first.
+
+A level awaiting approval (a 约谈 for the city to approve) is settled by every action that changes the item: it is
+withdrawn with the action as its reason (``ladder.withdraw_pending``). Only the approver's authority may do that: a
+district account's action on an item in the city's approval queue is refused with the reason (``role``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from flows import ladder
 from store.models import Confirmation, Occurrence, Talk
 from store.queries import audit
 
@@ -39,13 +44,23 @@ class ActionError(Exception):
     """An action that cannot be taken; the message says why, in Chinese, for the manager."""
 
 
-def extend(session: Session, *, occurrence_id: int, due: datetime, reason: str, actor: str, at: datetime) -> None:
+def extend(
+    session: Session,
+    *,
+    occurrence_id: int,
+    due: datetime,
+    reason: str,
+    actor: str,
+    at: datetime,
+    role: str = "city",
+) -> None:
     occurrence = _open_item(session, occurrence_id, at, action="extend")
     _need_reason(reason)
     if due <= at:
         raise ActionError("新的截止时间须晚于当前时间。")
     if due <= occurrence.due_at:
         raise ActionError("新的截止时间须晚于原截止时间。")
+    _settle(session, occurrence, role=role, action="extend", actor=actor, at=at)
     previous = occurrence.due_at
     occurrence.due_at = due
     occurrence.next_remind_at = at  # the reminder step works out which reminder the new date calls for
@@ -54,37 +69,56 @@ def extend(session: Session, *, occurrence_id: int, due: datetime, reason: str, 
 
 
 def park(
-    session: Session, *, occurrence_id: int, review_on: date, reason: str, actor: str, at: datetime, zone: Any
+    session: Session,
+    *,
+    occurrence_id: int,
+    review_on: date,
+    reason: str,
+    actor: str,
+    at: datetime,
+    zone: Any,
+    role: str = "city",
 ) -> None:
     occurrence = _open_item(session, occurrence_id, at, action="park")
     _need_reason(reason)
     review_at = datetime.combine(review_on, time(9, 0), tzinfo=zone)
     if review_at <= at:
         raise ActionError("复核日期须晚于今天。")
+    _settle(session, occurrence, role=role, action="park", actor=actor, at=at)
     occurrence.parked_at = at
     occurrence.review_at = review_at
     _done(session, occurrence, at, actor, "parked", reason=reason, review_on=review_on.isoformat())
 
 
-def reopen(session: Session, *, occurrence_id: int, reason: str, actor: str, at: datetime) -> None:
+def reopen(session: Session, *, occurrence_id: int, reason: str, actor: str, at: datetime, role: str = "city") -> None:
     occurrence = _item(session, occurrence_id)
     if occurrence.status_at(at) not in ("done", "late_done", "parked", "waived"):
         raise ActionError("只有已完成、挂账或免除的事项可以返工。")
     _need_reason(reason)
+    _settle(session, occurrence, role=role, action="reopen", actor=actor, at=at)
     _reopen(occurrence, at)
     _done(session, occurrence, at, actor, "reopened", reason=reason)
 
 
-def waive(session: Session, *, occurrence_id: int, reason: str, actor: str, at: datetime) -> None:
+def waive(session: Session, *, occurrence_id: int, reason: str, actor: str, at: datetime, role: str = "city") -> None:
     occurrence = _open_item(session, occurrence_id, at, action="waive", parked_ok=True)
     _need_reason(reason)
+    _settle(session, occurrence, role=role, action="waive", actor=actor, at=at)
     occurrence.waived_at = at
     occurrence.next_remind_at = occurrence.next_escalate_at = None
     _done(session, occurrence, at, actor, "waived", reason=reason)
 
 
 def record_talk(
-    session: Session, *, occurrence_id: int, held_on: date, attendees: str, minutes: str, actor: str, at: datetime
+    session: Session,
+    *,
+    occurrence_id: int,
+    held_on: date,
+    attendees: str,
+    minutes: str,
+    actor: str,
+    at: datetime,
+    role: str = "city",
 ) -> int:
     """Record a 约谈; returns the talk's id. A talk may be recorded whatever the item's status."""
     occurrence = _item(session, occurrence_id)
@@ -96,6 +130,7 @@ def record_talk(
         raise ActionError(f"参加人员最多 {MAX_REASON} 字，纪要最多 {MAX_MINUTES} 字。")
     if held_on > at.date() + timedelta(days=1):
         raise ActionError("约谈日期不能晚于今天：请在约谈后记录。")
+    _settle(session, occurrence, role=role, action="talk", actor=actor, at=at)
     talk = Talk(
         occurrence_id=occurrence_id,
         held_on=held_on,
@@ -111,7 +146,15 @@ def record_talk(
 
 
 def verify(
-    session: Session, *, occurrence_id: int, confirmation_id: int, passed: bool, note: str, actor: str, at: datetime
+    session: Session,
+    *,
+    occurrence_id: int,
+    confirmation_id: int,
+    passed: bool,
+    note: str,
+    actor: str,
+    at: datetime,
+    role: str = "city",
 ) -> None:
     """核查 a unit's report. A fail takes its amount back, reopens the item and counts against the unit."""
     occurrence = _item(session, occurrence_id)
@@ -126,6 +169,7 @@ def verify(
     if not passed:
         occurrence.achieved = max(occurrence.achieved - report.amount, 0.0)
         if occurrence.done_at is not None and occurrence.achieved < occurrence.required:
+            _settle(session, occurrence, role=role, action="verify", actor=actor, at=at)
             _reopen(occurrence, at)
     action = "verified_pass" if passed else "verified_fail"
     _done(session, occurrence, at, actor, action, confirmation=confirmation_id, note=note.strip())
@@ -147,6 +191,16 @@ def _open_item(
     if status not in allowed:
         raise ActionError(f"该事项当前状态不能{ACTIONS[action]}。")
     return occurrence
+
+
+def _settle(session: Session, occurrence: Occurrence, *, role: str, action: str, actor: str, at: datetime) -> None:
+    """Withdraw the item's level awaiting approval, which this action makes moot; only the approver may."""
+    waiting = ladder.has_pending(session, occurrence.id or 0)
+    if not waiting:
+        return
+    if role != "city":
+        raise ActionError(f"该事项的{waiting}正待市级审批，区县账号不能{ACTIONS[action]}；请联系市级管理员处理。")
+    ladder.withdraw_pending(session, occurrence, reason=f"{ACTIONS[action]}（{actor}）", actor=actor, at=at)
 
 
 def _need_reason(reason: str) -> None:

@@ -2,8 +2,14 @@
 
 An overdue item whose ``next_escalate_at`` has come climbs one level. A level either issues its notice at once, or,
 when the ladder says ``approval: true``, waits on the desk for a manager (``pending``: no number, no notice, the clock
-stopped) who approves it (the notice goes out, the clock starts) or rejects it (the item stays one level down and
-gets that level's time again).
+stopped) who approves it (the notice goes out, the item takes the level, the clock starts) or rejects it (the item
+gets its current level's time again). While a level is pending the item keeps its current level: the unit goes on
+acting on the notice it has (收到, its deadline), and the desk shows the pending level beside it.
+
+A pending level is settled by anything that makes it moot: a manager's action on the item (延期, 挂账, 返工, 免除,
+a 约谈 recorded) withdraws it with an audit event (``withdraw_pending``), and approving one whose item is no longer
+overdue withdraws it instead of issuing a notice. A notice is never issued for an item that is not overdue: its
+facts ("已于…到期", "请于…前完成整改") would contradict each other.
 
 An issued notice is a numbered document (湖城管督〔2026〕12号), numbered gap-free per prefix and year: the number
 is taken in the same transaction that records the notice. It is sent again every ``repeat_workdays`` until the unit
@@ -46,13 +52,24 @@ def climb(session: Session, ctx: Context, occurrence: Occurrence, *, at: datetim
     if duty is None or ladder is None or occurrence.level >= len(ladder.levels):
         _stop_clock(session, occurrence)
         return 0
+    if occurrence.due_at > at:  # its due date moved since the clock was set: wait for it
+        claim(
+            session,
+            Occurrence,
+            row_id=occurrence.id or 0,
+            expect={"level": occurrence.level},
+            values={"next_escalate_at": occurrence.due_at},
+        )
+        session.commit()
+        return 0
     step = ladder.levels[occurrence.level]
+    # Taking the clock is the claim: a second worker that read the same row finds it changed and leaves it.
     won = claim(
         session,
         Occurrence,
         row_id=occurrence.id or 0,
-        expect={"level": occurrence.level},
-        values={"level": step.level, "level_at": at, "next_escalate_at": None},
+        expect={"level": occurrence.level, "next_escalate_at": occurrence.next_escalate_at},
+        values={"next_escalate_at": None},
     )
     if not won:
         return 0
@@ -70,8 +87,11 @@ def climb(session: Session, ctx: Context, occurrence: Occurrence, *, at: datetim
 def approve(session: Session, ctx: Context, *, escalation_id: int, actor: str, at: datetime) -> Escalation:
     """A manager lets a pending level's notice go out: it gets its number and deadline now."""
     escalation, occurrence = _pending(session, escalation_id)
-    if not _open(occurrence, at):
-        raise LadderError("该事项已完成、免除或挂账，无需再发升级通知。")
+    moot = _moot(ctx, occurrence, at)
+    if moot:
+        withdraw_pending(session, occurrence, reason=moot, actor=actor, at=at)
+        session.commit()
+        raise LadderError(f"{moot}，不能发出{escalation.name}通知；该审批已撤回。")
     if not claim(
         session, Escalation, row_id=escalation_id, expect={"status": "pending"}, values={"approved_by": actor}
     ):
@@ -86,20 +106,11 @@ def reject(session: Session, ctx: Context, *, escalation_id: int, reason: str, a
     if not reason.strip():
         raise LadderError("请填写不予升级的理由。")
     escalation, occurrence = _pending(session, escalation_id)
-    duty, ladder = _duty_and_ladder(ctx, occurrence)
-    below = escalation.level - 1
-    table = Escalation.__table__  # type: ignore[attr-defined]
-    gone = session.execute(delete(table).where(table.c.id == escalation_id, table.c.status == "pending")).rowcount  # type: ignore[attr-defined]
-    if gone != 1:
+    if not _delete_pending(session, occurrence.id or 0, escalation_id=escalation_id):
         session.rollback()
         raise LadderError("该升级已由他人处理。")
-    previous = session.execute(
-        select(Escalation).where(Escalation.occurrence_id == occurrence.id, Escalation.level == below)  # type: ignore[arg-type]
-    ).scalar_one_or_none()
-    occurrence.level, occurrence.level_at = below, previous.at if previous else None
-    if duty is not None and ladder is not None and _open(occurrence, at):  # a done item needs no clock
-        workdays = ladder.levels[below - 1].timeout_workdays if below else max(ladder.grace_workdays, 1)
-        occurrence.next_escalate_at = _deadline(ctx, duty, workdays, at)
+    if _open(occurrence, at):  # a done item needs no clock
+        _restart_clock(ctx, occurrence, at)
     session.add(occurrence)
     audit(
         session,
@@ -111,6 +122,39 @@ def reject(session: Session, ctx: Context, *, escalation_id: int, reason: str, a
         reason=reason.strip(),
     )
     session.commit()
+
+
+def withdraw_pending(session: Session, occurrence: Occurrence, *, reason: str, actor: str, at: datetime) -> bool:
+    """Settle the item's level awaiting approval, made moot by ``reason``; the caller commits. False if none waited.
+
+    The item keeps its level; its clock is the caller's to set (an extension moves it, 挂账 stops it, a recorded
+    约谈 leaves it stopped: the talk the level asked for has been held).
+    """
+    col = Escalation.__table__.c  # type: ignore[attr-defined]
+    pending_level = session.execute(
+        select(col.level).where(col.occurrence_id == occurrence.id, col.status == "pending")
+    ).scalar_one_or_none()
+    if pending_level is None or not _delete_pending(session, occurrence.id or 0):
+        return False
+    audit(
+        session,
+        at=at,
+        actor=actor,
+        action="escalation_withdrawn",
+        occurrence_id=occurrence.id,
+        level=pending_level,
+        reason=reason,
+    )
+    return True
+
+
+def has_pending(session: Session, occurrence_id: int) -> str:
+    """The name of the item's level awaiting approval (约谈), or empty."""
+    col = Escalation.__table__.c  # type: ignore[attr-defined]
+    name = session.execute(
+        select(col.name).where(col.occurrence_id == occurrence_id, col.status == "pending")
+    ).scalar_one_or_none()
+    return name or ""
 
 
 def acknowledge(session: Session, *, occurrence_id: int, actor: str, at: datetime) -> bool:
@@ -206,6 +250,9 @@ def _issue(
     assert duty is not None and ladder is not None
     step = ladder.levels[escalation.level - 1]
     deadline = _deadline(ctx, duty, step.timeout_workdays, at)
+    if not occurrence.due_at <= at < deadline:  # checked before a number is taken: a notice must not contradict itself
+        raise LadderError("通知内容自相矛盾（事项未逾期，或整改期限不在今天之后），未编号、未发出。")
+    occurrence.level, occurrence.level_at = step.level, at
     year = at.astimezone(ctx.zone).year
     escalation.document = document_name(step.prefix, year, next_document(session, prefix=step.prefix, year=year))
     escalation.status, escalation.deadline_at = "issued", deadline
@@ -296,6 +343,38 @@ def _pending(session: Session, escalation_id: int) -> tuple[Escalation, Occurren
     occurrence = session.get(Occurrence, escalation.occurrence_id, populate_existing=True)
     assert occurrence is not None
     return escalation, occurrence
+
+
+def _moot(ctx: Context, occurrence: Occurrence, at: datetime) -> str:
+    """Why a pending level's notice would be wrong now, in Chinese for the manager; empty when it is still due."""
+    status = occurrence.status_at(at)
+    if status in ("done", "late_done"):
+        return "该事项已完成"
+    if status in ("waived", "parked"):
+        return f"该事项已{'免除' if status == 'waived' else '挂账'}"
+    if occurrence.due_at > at:
+        due = occurrence.due_at.astimezone(ctx.zone)
+        return f"该事项截止时间为 {due.year}年{due.month}月{due.day}日，尚未逾期"
+    return ""
+
+
+def _delete_pending(session: Session, occurrence_id: int, *, escalation_id: int | None = None) -> bool:
+    """Remove a pending level (its row would block the same level later: one row per item and level)."""
+    table = Escalation.__table__  # type: ignore[attr-defined]
+    query = delete(table).where(table.c.occurrence_id == occurrence_id, table.c.status == "pending")
+    if escalation_id is not None:
+        query = query.where(table.c.id == escalation_id)
+    return bool(session.execute(query).rowcount)  # type: ignore[attr-defined]
+
+
+def _restart_clock(ctx: Context, occurrence: Occurrence, at: datetime) -> None:
+    """The item gets its current level's time again (after a rejected or withdrawn level above it)."""
+    duty, ladder = _duty_and_ladder(ctx, occurrence)
+    if duty is None or ladder is None:
+        return
+    level = occurrence.level
+    workdays = ladder.levels[level - 1].timeout_workdays if level else max(ladder.grace_workdays, 1)
+    occurrence.next_escalate_at = _deadline(ctx, duty, workdays, at)
 
 
 def _open(occurrence: Occurrence, at: datetime) -> bool:

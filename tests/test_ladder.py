@@ -91,7 +91,8 @@ def test_yuetan_waits_for_approval_then_gets_its_number_and_deadline(
     climb_to_yuetan(session, ctx)
     third = escalations(session, item)[2]
     assert (third.status, third.document, third.deadline_at) == ("pending", "", None)
-    assert "level:3" not in stages(session, item) and fresh(session, item).level == 3
+    # Pending is its own state: the item stays at 督办, whose notice the unit still acts on.
+    assert "level:3" not in stages(session, item) and fresh(session, item).level == 2
     assert [e.id for e, _ in ladder.pending(session)].count(third.id) == 1
     approved = ladder.approve(
         session, ctx, escalation_id=third.id or 0, actor="user:boss", at=local("2026-02-27T10:00")
@@ -99,7 +100,7 @@ def test_yuetan_waits_for_approval_then_gets_its_number_and_deadline(
     assert approved.document == "湖城管谈〔2026〕1号" and approved.approved_by == "user:boss"
     # Five working days from Friday the 27th, counting the make-up working Saturday the 28th.
     assert approved.deadline_at == local("2026-03-05T17:00")
-    assert "level:3" in stages(session, item)
+    assert "level:3" in stages(session, item) and fresh(session, item).level == 3
     with pytest.raises(LadderError):
         ladder.approve(session, ctx, escalation_id=third.id or 0, actor="user:boss", at=local("2026-02-27T10:01"))
 
@@ -148,7 +149,8 @@ def test_a_late_confirmation_at_any_level_ends_the_ladder(
     at = local("2026-03-09T10:00")
     steps.confirm(session, occurrence_id=item.id or 0, note="已整改", evidence=[], at=at, client="test")
     done = fresh(session, item)
-    assert done.status_at(at) == "late_done" and done.level == level and done.next_escalate_at is None
+    reached = min(level, 2)  # the third level, 约谈, waits for approval: the item stays at 督办 meanwhile
+    assert done.status_at(at) == "late_done" and done.level == reached and done.next_escalate_at is None
     steps.escalate(session, ctx, at=local("2027-01-01T09:00"))
     ladder.repeat_notices(session, ctx, at=local("2027-01-01T09:00"))
     assert len(escalations(session, item)) == level and not any(":repeat:" in s for s in stages(session, item))

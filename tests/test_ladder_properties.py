@@ -1,5 +1,6 @@
 """A property test over random sequences of ticks and actions on one item: whatever managers and units do, the
-item never skips a level, never climbs once done, and never has a level's notice sent twice."""
+item never skips a level, never climbs once done, never has a level's notice sent twice, never carries a pending
+approval past the action that made it moot, and never gets a notice whose facts contradict each other."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ ACTIONS = st.one_of(
     st.tuples(st.just("reopen"), st.just(0)),
     st.tuples(st.just("acknowledge"), st.just(0)),
     st.tuples(st.just("reject"), st.just(0)),
+    st.tuples(st.just("waive"), st.just(0)),
+    st.tuples(st.just("talk"), st.just(0)),
+    st.tuples(st.just("district-waive"), st.just(0)),
 )
 # Time passes more often than people act (seven steps in ten), so items get high up the ladder.
 STEPS = st.integers(min_value=0, max_value=9).flatmap(lambda n: ADVANCE if n < 7 else ACTIONS)
@@ -88,6 +92,14 @@ def apply(session: Session, ctx: Context, item_id: int, step: tuple[str, int], a
             )
         elif name == "reopen":
             actions.reopen(session, occurrence_id=item_id, reason="r", actor=actor, at=at)
+        elif name in ("waive", "district-waive"):
+            role = "district" if name.startswith("district") else "city"
+            actions.waive(session, occurrence_id=item_id, reason="r", actor=actor, at=at, role=role)
+        elif name == "talk":
+            day = at.astimezone(ctx.zone).date()
+            actions.record_talk(
+                session, occurrence_id=item_id, held_on=day, attendees="a", minutes="m", actor=actor, at=at
+            )
         elif name == "acknowledge":
             ladder.acknowledge(session, occurrence_id=item_id, actor="unit:wuxing-msb", at=at)
         else:
@@ -101,15 +113,26 @@ def apply(session: Session, ctx: Context, item_id: int, step: tuple[str, int], a
     return at
 
 
-def check(session: Session, item_id: int, before: tuple[bool, int]) -> None:
+def check(session: Session, item_id: int, before: tuple[bool, int], at: datetime) -> None:
     """The invariants, after every step. ``before``: whether the item was done, and how many levels it had."""
     session.expire_all()
     item = session.get(Occurrence, item_id)
     assert item is not None
-    query = select(Escalation.level).where(col(Escalation.occurrence_id) == item_id)  # type: ignore[call-overload]
-    levels = sorted(session.execute(query).scalars())
+    query = select(Escalation.level, Escalation.status).where(col(Escalation.occurrence_id) == item_id)  # type: ignore[call-overload]
+    rows = sorted(session.execute(query).tuples())
+    levels = [level for level, _ in rows]
     assert levels == list(range(1, len(levels) + 1)), f"a level was skipped: {levels}"
-    assert item.level == (levels[-1] if levels else 0)
+    issued = [level for level, status in rows if status == "issued"]
+    assert item.level == (issued[-1] if issued else 0)  # a pending level is not yet the item's
+    assert all(status == "issued" for _, status in rows[:-1]), f"only the top level may wait: {rows}"
+    if rows and rows[-1][1] == "pending":  # it waits only while its reason holds: overdue, or done meanwhile
+        assert item.status_at(at) in ("overdue", "done", "late_done"), f"pending on a {item.status_at(at)} item"
+    for detail, when in session.execute(
+        select(AuditEvent.detail, AuditEvent.at).where(  # type: ignore[call-overload]
+            col(AuditEvent.occurrence_id) == item_id, col(AuditEvent.action) == "escalated"
+        )
+    ).tuples():
+        assert datetime.fromisoformat(detail["deadline"]) > when, "a notice's deadline before its own date"
     climbed = session.execute(
         select(AuditEvent.detail).where(col(AuditEvent.occurrence_id) == item_id, col(AuditEvent.action) == "escalated")  # type: ignore[call-overload]
     ).scalars()
@@ -137,6 +160,6 @@ def test_the_ladder_never_skips_never_climbs_when_done_never_repeats_a_notice(se
             levels = session.execute(select(Escalation).where(col(Escalation.occurrence_id) == item_id)).scalars()
             before = (item.done_at is not None, len(list(levels)))
             at = apply(session, ctx, item_id, step, at)
-            check(session, item_id, before)
+            check(session, item_id, before, at)
 
     run()
