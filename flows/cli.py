@@ -46,7 +46,7 @@ from store.db import create_tables, get_engine, secret_key, session_scope, unann
 from store.models import DELIVERY_STATES, LEVEL_NAMES, ROLES, STATUS_LABELS, STATUSES, Duty, Occurrence, Unit, User
 from store.queries import audit, day_bound, delivery_json, find_deliveries, occurrences_json, target_progress
 from store.settings import get_settings
-from web import auth
+from web import auth, throttle
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="duties：城市管理常态化任务的排期、提醒、确认与督办。"
@@ -352,7 +352,7 @@ def sqlite_path() -> Path | None:
     return Path(url.split("///", 1)[1]) if url.startswith("sqlite") else None
 
 
-users = typer.Typer(no_args_is_help=True, help="管理台账号：创建、列出、生成接口令牌。")
+users = typer.Typer(no_args_is_help=True, help="管理台账号：创建、列出、改密码、停用、生成接口令牌。")
 app.add_typer(users, name="user")
 
 
@@ -383,6 +383,54 @@ def user_add(
     out.print(
         f"已创建账号 {user.username}（{ROLES[user.role]}{'，' + (user.district or '') if user.district else ''}）。"
     )
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(typer.prompt("新密码", hide_input=True, confirmation_prompt="再次输入新密码"))
+
+
+@users.command("passwd")
+def user_passwd(
+    username: Annotated[str, typer.Argument(help="登录名")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="从标准输入读取密码（脚本用）")] = False,
+    at: AtOption = None,
+) -> None:
+    """修改或重置账号密码；该账号所有已登录的会话随即失效，登录失败计数清零。"""
+    when = moment(at)
+    password = _read_password(password_stdin)
+    with opened_store() as session:
+        user = auth.find_user(session, username)
+        if user is None:
+            fail(f"没有账号 {username}。")
+        try:
+            auth.set_password(session, user, password)
+        except auth.AccountError as refusal:
+            fail(str(refusal))
+        throttle.clear(session, throttle.account_key(username))
+        audit(session, at=when, actor="cli", action="user_password_set", username=username)
+        session.commit()
+    out.print(f"已修改账号 {username} 的密码，原有登录已全部退出。", highlight=False)
+
+
+@users.command("disable")
+def user_disable(
+    username: Annotated[str, typer.Argument(help="登录名")],
+    enable: Annotated[bool, typer.Option("--enable", help="重新启用已停用的账号")] = False,
+    at: AtOption = None,
+) -> None:
+    """停用账号（其所有会话与接口令牌随即失效）；加 --enable 重新启用。"""
+    when = moment(at)
+    with opened_store() as session:
+        user = auth.find_user(session, username)
+        if user is None:
+            fail(f"没有账号 {username}。")
+        auth.set_active(session, user, enable)
+        action = "user_enabled" if enable else "user_disabled"
+        audit(session, at=when, actor="cli", action=action, username=username)
+        session.commit()
+    out.print(f"已{'启用' if enable else '停用'}账号 {username}。", highlight=False)
 
 
 @users.command("token")

@@ -41,12 +41,13 @@ def run_service(*, host: str, port: int, scheduler: bool, receivers: bool, worke
             os.environ.setdefault("DUTIES_SEND_WINDOWS", "false")
         if scheduler:
             threading.Thread(target=_start_scheduler, args=(children, logs), daemon=True).start()
+        # proxy_headers off: web.proxies alone decides which proxies to believe (DUTIES_TRUSTED_PROXIES).
         if workers > 1:  # several processes: uvicorn imports the app by name in each of them
-            uvicorn.run("web.app:app", host=host, port=port, log_level="info", workers=workers)
+            uvicorn.run("web.app:app", host=host, port=port, log_level="info", workers=workers, proxy_headers=False)
         else:
             from web.app import app
 
-            uvicorn.run(app, host=host, port=port, log_level="info")
+            uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
     finally:
         for child in reversed(children):
             stop(child)

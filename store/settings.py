@@ -6,6 +6,7 @@ Every value comes from a ``DUTIES_*`` environment variable and has a default tha
 from __future__ import annotations
 
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,10 @@ class Settings(BaseSettings):
     link_valid_days: int = Field(default=90, ge=1)
     send_windows: bool = Field(default=True, description="False sends at any hour (the local demo does)")
     prefect_port: int = Field(default=4200, description="Port of the local Prefect server `duties serve` starts")
+    trusted_proxies: str = Field(
+        default="127.0.0.1,::1",
+        description="Comma-separated IPs/CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed; empty: none",
+    )
 
     @field_validator("tz")
     @classmethod
@@ -39,6 +44,16 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        _networks(value)  # raises for a typo, so it fails at start-up rather than trusting nobody silently
+        return value
+
+    @property
+    def trusted_networks(self) -> list[IPv4Network | IPv6Network]:
+        return _networks(self.trusted_proxies)
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.tz)
@@ -46,6 +61,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.var_dir / 'duties.db').resolve()}"
+
+
+def _networks(value: str) -> list[IPv4Network | IPv6Network]:
+    return [ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]
 
 
 @lru_cache

@@ -170,6 +170,7 @@ def test_api_rejects_bad_filters_with_json_and_unknown_pages_in_chinese(client: 
 def test_healthz_reports_the_store_prefect_and_the_last_tick(
     client: TestClient, ctx: Context, session: Session, now: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    client.headers.update(api_headers(session, "ops"))  # the details are for operators (tests/test_healthz.py)
     monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")  # nothing listens there
     first = client.get("/healthz").json()
     assert first["last_tick_at"] is None and first["status"] == "degraded"

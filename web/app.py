@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows import health
-from web import api, desk, desk_ladder, units
+from store.db import secret_key
+from web import api, auth, desk, desk_ladder, units
 from web.common import NowDep, SessionDep, clock, get_session, problem_page
 
 __all__ = ["app", "clock", "get_session"]
@@ -69,8 +74,43 @@ def home() -> RedirectResponse:
     return RedirectResponse("/desk/items")
 
 
+PREFECT = health.PrefectCheck(timeout=1.0, ttl=30.0)  # one per process, shared by every /healthz request
+
+
 @app.get("/healthz")
-def healthz(session: SessionDep, at: NowDep) -> JSONResponse:
-    """The store, the Prefect API and the age of the last tick; 503 only when the store does not answer."""
-    body = health.report(session, at=at)
-    return JSONResponse(body, status_code=503 if body["status"] == "error" else 200)
+async def healthz(request: Request, session: SessionDep, at: NowDep) -> JSONResponse:
+    """``{"status": …}`` for anyone; 503 only when the store does not answer. A desk session or an API token also
+    gets the details: the store, the Prefect API (cached, see PrefectCheck) with its URL masked, the last tick.
+
+    Async on purpose: waiting for the Prefect check holds no thread, so pollers cannot starve the other pages."""
+    prefect = await _prefect_state()
+    body, operator = await run_in_threadpool(_report_for, request, session, at, prefect)
+    status_code = 503 if body["status"] == "error" else 200
+    return JSONResponse(body if operator else {"status": body["status"]}, status_code=status_code)
+
+
+async def _prefect_state() -> str:
+    known = PREFECT.poll(health.prefect_api_url())
+    if isinstance(known, str):
+        return known
+    try:  # the first check of this URL: wait for it, a little longer than its own timeout
+        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(known)), PREFECT.timeout + 0.5)
+    except TimeoutError:
+        return "unknown: check in progress"
+
+
+def _report_for(request: Request, session: Session, at: datetime, prefect: str) -> tuple[dict[str, Any], bool]:
+    body = health.report(session, at=at, prefect=prefect)
+    return body, body["status"] != "error" and _is_operator(request, session)
+
+
+def _is_operator(request: Request, session: Session) -> bool:
+    """A desk session cookie or an API token (Authorization: Bearer …) that is valid now."""
+    if auth.user_for_session(session, secret_key(session), request.cookies.get(auth.SESSION_COOKIE)):
+        return True
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return (
+        scheme.lower() == "bearer"
+        and bool(token.strip())
+        and auth.user_for_api_token(session, token.strip()) is not None
+    )

@@ -1,5 +1,8 @@
 """Desk accounts: argon2 passwords, a signed session cookie, CSRF tokens, API tokens, and what each role may see.
 
+A session cookie carries the user's ``session_version``. Logging out, changing the password and deactivating the
+account raise it, so every cookie signed before (on every device of that user) stops working at once.
+
 A city manager sees every item. A district manager sees the items of the units in its district (a unit's
 ``district``, or the district office itself), on the pages and through the API alike: both go through ``Scope``.
 """
@@ -8,18 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from store.models import ROLES, Unit, User
+from web import throttle
 
 SESSION_COOKIE = "duties_session"
 CSRF_COOKIE = "duties_csrf"
@@ -56,8 +61,7 @@ def add_user(
         raise AccountError("区县管理员须指定 --district。")
     if role == "district" and district not in districts(session):
         raise AccountError(f"没有名为 {district} 的区县；可选：{'、'.join(districts(session))}。")
-    if len(password) < 8:
-        raise AccountError("密码至少 8 位。")
+    _check_password(password)
     if find_user(session, username) is not None:
         raise AccountError(f"用户 {username} 已存在。")
     user = User(
@@ -71,6 +75,41 @@ def add_user(
     session.add(user)
     session.commit()
     return user
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 8:
+        raise AccountError("密码至少 8 位。")
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """A new password (a change or an administrator's reset): every session of the user ends with it."""
+    _check_password(password)
+    user.password_hash = _HASHER.hash(password)
+    session.add(user)
+    session.commit()
+    end_sessions(session, user)
+
+
+def set_active(session: Session, user: User, active: bool) -> None:
+    """Deactivate or reactivate an account; deactivating also ends its sessions (a cookie must not outlive it)."""
+    user.active = active
+    session.add(user)
+    session.commit()
+    if not active:
+        end_sessions(session, user)
+
+
+def end_sessions(session: Session, user: User) -> None:
+    """Raise the user's session version: every session cookie of this user, on every device, stops working.
+
+    That is the design decision for logout too: the store keeps one version per user, not a row per session, so
+    logging out on one computer logs the user out everywhere. An increment in SQL, so two at once both count.
+    """
+    table = User.__table__  # type: ignore[attr-defined]
+    session.execute(update(table).where(table.c.id == user.id).values(session_version=table.c.session_version + 1))
+    session.commit()
+    session.refresh(user)
 
 
 def districts(session: Session) -> list[str]:
@@ -98,6 +137,32 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     return user
 
 
+def log_in(
+    session: Session, *, username: str, password: str, address: str, at: datetime
+) -> tuple[User | None, timedelta | None]:
+    """A throttled password check: the user, or None and how long this account or address is locked (None when
+    it is not, and the password was simply wrong). A locked caller is refused before the password is looked at."""
+    keys = throttle.keys_for(username, address)
+    wait = throttle.wait_left(session, keys, at=at)
+    if wait is not None:
+        return None, wait
+    user = authenticate(session, username.strip(), password)
+    if user is None:
+        throttle.record_failure(session, keys, at=at)
+        return None, throttle.wait_left(session, keys, at=at)
+    throttle.clear(session, throttle.account_key(username))
+    return user, None
+
+
+def wait_text(wait: timedelta) -> str:
+    """A lock's remaining time as a person reads it: 1 分 30 秒, 2 分钟, 45 秒."""
+    seconds = max(1, math.ceil(wait.total_seconds()))
+    minutes, rest = divmod(seconds, 60)
+    if not minutes:
+        return f"{rest} 秒"
+    return f"{minutes} 分 {rest} 秒" if rest else f"{minutes} 分钟"
+
+
 def scope_of(user: User) -> Scope:
     return Scope(username=user.username, role=user.role, district=user.district)
 
@@ -123,25 +188,31 @@ def _token_hash(token: str) -> str:
 
 
 def session_cookie(secret: str, user: User) -> str:
-    return str(_serializer(secret).dumps({"u": user.id, "h": user.password_hash[-16:]}))
+    data = {"u": user.id, "h": user.password_hash[-16:], "v": user.session_version}
+    return str(_serializer(secret).dumps(data))
 
 
 def user_for_session(session: Session, secret: str, cookie: str | None) -> User | None:
-    """The user a session cookie names, if it is genuine, recent, and the password has not changed since."""
+    """The user a session cookie names, if it is genuine, recent, and neither logged out nor re-passworded since.
+
+    A cookie whose session version is not the user's current one was ended by a logout, a password change or a
+    deactivation: it counts as logged out.
+    """
     if not cookie:
         return None
     try:
         data: Any = _serializer(secret).loads(cookie, max_age=SESSION_SECONDS)
-        user = session.get(User, int(data["u"]))
+        user = session.get(User, int(data["u"]), populate_existing=True)  # another worker may have logged it out
     except (BadSignature, KeyError, TypeError, ValueError):
         return None
     if user is None or not user.active or user.password_hash[-16:] != data.get("h"):
         return None
-    return user
+    return user if data.get("v") == user.session_version else None
 
 
 def _serializer(secret: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt="duties.desk.session.v1")
+    # v2: the token carries the session version; a v1 cookie (without one) is simply no longer valid.
+    return URLSafeTimedSerializer(secret, salt="duties.desk.session.v2")
 
 
 def new_csrf_token() -> str:

@@ -7,7 +7,8 @@ scope (``web.common.scoped_item``) answers 404, as if it did not exist, on every
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+import math
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -36,7 +37,7 @@ from store.models import (
 )
 from store.queries import count_occurrences, day_bound, delivery_json, find_deliveries, occurrences_json
 from store.settings import get_settings
-from web import auth
+from web import auth, proxies
 from web.auth import Scope
 from web.common import NowDep, RowId, SessionDep, page, problem_page, program, scope_filters, scoped_item
 from web.units import evidence_media_type, evidence_path
@@ -148,18 +149,20 @@ def login_form(request: Request, next: str = "/desk/items") -> HTMLResponse:
 def login(
     request: Request,
     session: SessionDep,
+    at: NowDep,
     username: Annotated[str, Form(max_length=64)] = "",
     password: Annotated[str, Form(max_length=256)] = "",
     csrf: Annotated[str, Form(max_length=64)] = "",
     next: Annotated[str, Form(max_length=500)] = "/desk/items",
 ) -> Response:
+    """Throttled (web.throttle): after 5 failures for the account or the address, a 429 with the time to wait."""
     refused = check_csrf(request, csrf)
     if refused:
         return refused
-    user = auth.authenticate(session, username.strip(), password)
+    address = proxies.client_address(request)
+    user, wait = auth.log_in(session, username=username, password=password, address=address, at=at)
     if user is None:
-        error = "用户名或密码不正确。"
-        return page("login.html", 401, csrf=csrf, next=_safe_next(next), username=username, error=error)
+        return _login_refused(csrf=csrf, next=next, username=username, wait=wait)
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         auth.SESSION_COOKIE,
@@ -167,17 +170,32 @@ def login(
         max_age=auth.SESSION_SECONDS,
         httponly=True,
         samesite="lax",
+        secure=proxies.is_https(request),
     )
     return response
 
 
+def _login_refused(*, csrf: str, next: str, username: str, wait: timedelta | None) -> Response:
+    if wait is None:
+        error = "用户名或密码不正确。"
+        return page("login.html", 401, csrf=csrf, next=_safe_next(next), username=username, error=error)
+    error = f"登录失败次数过多，请 {auth.wait_text(wait)}后再试。"
+    response = page("login.html", 429, csrf=csrf, next=_safe_next(next), username=username, error=error)
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait.total_seconds())))
+    return response
+
+
 @router.post("/logout")
-def logout(request: Request, csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
+def logout(request: Request, session: SessionDep, csrf: Annotated[str, Form(max_length=64)] = "") -> Response:
+    """Ends every session of this user, on every device (auth.end_sessions), not only this browser's cookie."""
     refused = check_csrf(request, csrf)
     if refused:
         return refused
+    user = auth.user_for_session(session, secret_key(session), request.cookies.get(auth.SESSION_COOKIE))
+    if user is not None:
+        auth.end_sessions(session, user)
     response = RedirectResponse("/desk/login", status_code=303)
-    response.delete_cookie(auth.SESSION_COOKIE)
+    response.delete_cookie(auth.SESSION_COOKIE, httponly=True, samesite="lax", secure=proxies.is_https(request))
     return response
 
 
