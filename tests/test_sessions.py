@@ -123,6 +123,14 @@ def test_a_success_clears_the_accounts_count(client: TestClient, other_client: T
     assert attempt(other_client, "boss", PASSWORD).status_code == 303
 
 
+def test_quiet_counters_are_pruned(session: Session) -> None:
+    at = local("2026-02-03T10:00")
+    throttle.record_failure(session, ["user:a", "addr:10.0.0.9"], at=at)
+    throttle.record_failure(session, ["user:b"], at=at + throttle.WINDOW)
+    keys = session.execute(select(col(LoginThrottle.key)).order_by(col(LoginThrottle.key))).scalars().all()
+    assert keys == ["user:b"]
+
+
 def test_failures_at_the_same_moment_from_many_workers_all_count(store: str) -> None:
     at = local("2026-02-03T10:00")
     workers = 8

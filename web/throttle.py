@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlmodel import Session
 
 from store.db import one_writer
@@ -49,9 +49,10 @@ def wait_left(session: Session, keys: list[str], *, at: datetime) -> timedelta |
 def record_failure(session: Session, keys: list[str], *, at: datetime) -> None:
     """Count one failed attempt against every key, locking those that reach ``LIMIT``."""
     with one_writer(session):
+        _prune(session, at)
         for key in keys:
-            insert_ignoring_conflicts(session, LoginThrottle, [{"key": key, "failures": 0}])
             for _ in range(_RETRIES):
+                insert_ignoring_conflicts(session, LoginThrottle, [{"key": key, "failures": 0}])
                 if _count_once(session, key, at):
                     break
         session.commit()
@@ -71,9 +72,12 @@ def lock_length(failures: int) -> timedelta:
 
 def _count_once(session: Session, key: str, at: datetime) -> bool:
     """One compare-and-set of the key's counter; False when another worker changed it in between."""
-    failures, first, locked = session.execute(
+    row = session.execute(
         select(_TABLE.c.failures, _TABLE.c.first_failed_at, _TABLE.c.locked_until).where(_TABLE.c.key == key)
-    ).one()
+    ).first()
+    if row is None:  # pruned by another worker in between: insert it again
+        return False
+    failures, first, locked = row
     if _quiet(first, locked, at):
         new_failures, new_first, locked = 1, at, None
     else:
@@ -87,6 +91,14 @@ def _count_once(session: Session, key: str, at: datetime) -> bool:
     values = {"failures": new_failures, "first_failed_at": new_first, "locked_until": new_locked}
     result = session.execute(update(_TABLE).where(*unchanged).values(**values))
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _prune(session: Session, at: datetime) -> None:
+    """Quiet rows count as nothing (``_quiet``), so they go: the table holds recent failures only, however many
+    names and addresses were tried. A row just inserted by another worker (no failure yet) is never one of them."""
+    cutoff = at - WINDOW
+    locks_over = or_(_TABLE.c.locked_until.is_(None), _TABLE.c.locked_until <= cutoff)
+    session.execute(delete(_TABLE).where(_TABLE.c.first_failed_at <= cutoff, locks_over))
 
 
 def _quiet(first: datetime | None, locked: datetime | None, at: datetime) -> bool:
