@@ -50,6 +50,7 @@ def record_failure(session: Session, keys: list[str], *, at: datetime) -> None:
     """Count one failed attempt against every key, locking those that reach ``LIMIT``."""
     with one_writer(session):
         _prune(session, at)
+        session.commit()  # its own transaction: the rows it locked must not wait on the counting below
         for key in keys:
             for _ in range(_RETRIES):
                 insert_ignoring_conflicts(session, LoginThrottle, [{"key": key, "failures": 0}])
