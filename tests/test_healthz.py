@@ -6,20 +6,21 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, create_engine
 
 from flows import health
 from flows.steps import Context
 from store.models import Occurrence
 from tests.desk_support import api_headers, log_in
 from tests.web_support import Clock, path_of
-from web.app import PREFECT
+from web.app import PREFECT, app, get_session
 
 POLLERS = 60
 
@@ -81,6 +82,21 @@ def test_anonymous_callers_get_a_status_only_and_operators_a_masked_url(
         assert body["prefect_api"].startswith("unreachable") and body["database"] == "ok"
     forged = client.get("/healthz", headers={"Authorization": "Bearer dt_guessed"}, cookies={"duties_session": "x"})
     assert forged.json() == {"status": "degraded"}
+
+
+def test_a_store_that_does_not_answer_is_a_503_with_the_status_only(client: TestClient, tmp_path: Path) -> None:
+    broken = create_engine(f"sqlite:///{tmp_path / 'no such folder' / 'duties.db'}")
+
+    async def no_store() -> AsyncIterator[Session]:
+        with Session(broken) as session:
+            yield session
+
+    app.dependency_overrides[get_session] = no_store
+    try:
+        response = client.get("/healthz")
+    finally:
+        del app.dependency_overrides[get_session]
+    assert response.status_code == 503 and response.json() == {"status": "error"}
 
 
 @pytest.mark.parametrize(
