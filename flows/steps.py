@@ -34,9 +34,9 @@ from flows.notices import (
 from flows.redate import Move, redate
 from notify import outbox
 from notify.outbox import DispatchReport
-from store.db import one_writer
+from store.db import lock_for_writing, one_writer
 from store.models import Confirmation, Contact, Duty, Occurrence, Unit
-from store.queries import audit, claim_many, get_value, insert_ignoring_conflicts, put_value
+from store.queries import audit, claim_many, get_value, insert_ignoring_conflicts, put_value, upsert
 from templates import render
 
 __all__ = ["Context", "confirm", "confirmation_link", "escalate", "plan", "remind", "sync_program", "tick", "unit_link"]
@@ -59,38 +59,32 @@ class TickReport:
 # ---------------------------------------------------------------- load
 
 
+PROGRAM_DIGEST = "program_digest"
+SYNC_LOCK = 4_242_002  # lock key of the calendar sync (store/migrate.py's migrations hold 4_242_001)
+# The columns the calendars own. The store keeps the rest, such as a unit's link_version raised to revoke its links.
+UNIT_COLUMNS = ("name", "kind", "district", "tags", "delivery")
+DUTY_COLUMNS = ("kind", "family", "title", "clause", "quote", "spec", "source")
+CONTACT_COLUMNS = ("channel", "url", "role", "priority", "active")
+
+
 def sync_program(session: Session, program: Program, *, at: datetime) -> bool:
-    """Bring units, contacts and duties in the store in line with the calendars. False when nothing changed."""
+    """Bring units, contacts and duties in the store in line with the calendars. False when nothing changed.
+
+    Every tick starts here, so on a new store or after a calendar change several processes do it at once. They take
+    turns under one lock, and those after the first find the new digest and write nothing. The rows are upserts of
+    the calendars' columns, so a row written meanwhile by anyone else is updated, not inserted twice.
+    """
     digest = program.digest
-    if get_value(session, key="program_digest") == digest:
+    if get_value(session, key=PROGRAM_DIGEST) == digest:
         return False
-    for spec in program.units.values():
-        session.merge(
-            Unit(
-                id=spec.id,
-                name=spec.name,
-                kind=spec.kind,
-                district=spec.district,
-                tags=list(spec.tags),
-                delivery=spec.delivery,
-            )
-        )
-    session.flush()
+    lock_for_writing(session.connection(), key=SYNC_LOCK)
+    if get_value(session, key=PROGRAM_DIGEST) == digest:  # another process synced while this one waited
+        session.commit()
+        return False
+    _sync_units(session, program)
     _sync_contacts(session, program)
-    for duty in program.duties.values():
-        session.merge(
-            Duty(
-                id=duty.id,
-                kind=duty.kind,
-                family=duty.family,
-                title=duty.title,
-                clause=duty.clause,
-                quote=duty.quote,
-                spec=duty.model_dump(mode="json"),
-                source=str(program.where[("duty", duty.id)]),
-            )
-        )
-    put_value(session, key="program_digest", value=digest)
+    _sync_duties(session, program)
+    put_value(session, key=PROGRAM_DIGEST, value=digest)
     audit(
         session,
         at=at,
@@ -101,38 +95,70 @@ def sync_program(session: Session, program: Program, *, at: datetime) -> bool:
         digest=digest[:12],
     )
     session.commit()
+    _expire_loaded(session)
     return True
 
 
+def _sync_units(session: Session, program: Program) -> None:
+    rows = [
+        {
+            "id": unit.id,
+            "name": unit.name,
+            "kind": unit.kind,
+            "district": unit.district,
+            "tags": list(unit.tags),
+            "delivery": unit.delivery,
+        }
+        for unit in program.units.values()
+    ]
+    upsert(session, Unit, rows, key=["id"], columns=UNIT_COLUMNS)
+
+
+def _sync_duties(session: Session, program: Program) -> None:
+    rows = [
+        {
+            "id": duty.id,
+            "kind": duty.kind,
+            "family": duty.family,
+            "title": duty.title,
+            "clause": duty.clause,
+            "quote": duty.quote,
+            "spec": duty.model_dump(mode="json"),
+            "source": str(program.where[("duty", duty.id)]),
+        }
+        for duty in program.duties.values()
+    ]
+    upsert(session, Duty, rows, key=["id"], columns=DUTY_COLUMNS)
+
+
 def _sync_contacts(session: Session, program: Program) -> None:
-    existing = {(c.unit_id, c.name): c for c in session.exec(select(Contact)).scalars()}  # type: ignore[call-overload]
-    wanted = set()
-    for unit in program.units.values():
-        for priority, spec in enumerate(unit.contacts):
-            wanted.add((unit.id, spec.name))
-            row = existing.get((unit.id, spec.name))
-            if row is None:
-                session.add(
-                    Contact(
-                        unit_id=unit.id,
-                        name=spec.name,
-                        channel=spec.channel,
-                        url=spec.url,
-                        role=spec.role,
-                        priority=priority,
-                    )
-                )
-            else:
-                row.channel, row.url, row.role, row.priority, row.active = (
-                    spec.channel,
-                    spec.url,
-                    spec.role,
-                    priority,
-                    True,
-                )
-    for key, row in existing.items():
-        if key not in wanted:
-            row.active = False  # kept, not deleted: past deliveries still point at it
+    rows = [
+        {
+            "unit_id": unit.id,
+            "name": spec.name,
+            "channel": spec.channel,
+            "url": spec.url,
+            "role": spec.role,
+            "priority": priority,  # order in the unit file: failover tries the lowest first
+            "active": True,
+        }
+        for unit in program.units.values()
+        for priority, spec in enumerate(unit.contacts)
+    ]
+    upsert(session, Contact, rows, key=["unit_id", "name"], columns=CONTACT_COLUMNS)
+    wanted = {(row["unit_id"], row["name"]) for row in rows}
+    col = Contact.__table__.c  # type: ignore[attr-defined]
+    stored = session.execute(select(col.id, col.unit_id, col.name)).tuples()
+    dropped = [row_id for row_id, unit_id, name in stored if (unit_id, name) not in wanted]
+    if dropped:  # kept, not deleted: past deliveries still point at it
+        session.execute(update(Contact.__table__).where(col.id.in_(dropped)).values(active=False))  # type: ignore[attr-defined]
+
+
+def _expire_loaded(session: Session) -> None:
+    """The upserts bypass the ORM: units, duties and contacts this session loaded before are read again on use."""
+    for instance in list(session.identity_map.values()):
+        if isinstance(instance, Unit | Duty | Contact):
+            session.expire(instance)
 
 
 # ---------------------------------------------------------------- plan

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine
 
@@ -69,6 +69,20 @@ def one_writer(session: Session) -> Iterator[None]:
         return
     with _WRITERS.setdefault(str(bind.engine.url), threading.Lock()):
         yield
+
+
+def lock_for_writing(connection: Connection, *, key: int) -> None:
+    """Make other processes that take the same lock wait until this transaction ends.
+
+    PostgreSQL: an advisory transaction lock on ``key``. SQLite has one write lock for the whole database, so ``key``
+    does not matter there: ``BEGIN IMMEDIATE`` takes it at once instead of at the first write, and a second process
+    waits in its busy handler. pysqlite opens a transaction only before a write, so a connection already in one has
+    written and holds the write lock.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    elif connection.dialect.name == "sqlite" and not connection.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_tables(engine: Engine) -> None:

@@ -32,6 +32,23 @@ def insert_ignoring_conflicts(session: Session, model: type[SQLModel], rows: Seq
     return session.execute(statement, dict(rows[0])).first() is not None
 
 
+def upsert(
+    session: Session,
+    model: type[SQLModel],
+    rows: Sequence[dict[str, Any]],
+    *,
+    key: Sequence[str],
+    columns: Sequence[str],
+) -> None:
+    """Insert rows; where ``key`` is taken, overwrite only ``columns``. Safe when two processes write the same row at
+    once, and the columns not named (a unit's link_version, raised by a manager) keep their value."""
+    if not rows:
+        return
+    statement = _insert_of(session.get_bind().dialect.name)(model.__table__)  # type: ignore[attr-defined]
+    changes = {column: statement.excluded[column] for column in columns}
+    session.execute(statement.on_conflict_do_update(index_elements=list(key), set_=changes), list(rows))
+
+
 @lru_cache(maxsize=64)
 def _insert_ignoring(dialect: str, table: Any, *, returning: bool = False) -> Any:
     """Built once per table: constructing it cost a confirmation more than running it."""
