@@ -102,7 +102,8 @@ def inspect_reinspect(
     when = moment(at)
     with acting() as (session, ctx):
         inspections.reinspect(session, ctx, finding_id=finding, passed=passed, note=note, actor=CLI, at=when)
-    out.print("复检通过，整改办结。" if passed else "复检不通过，已进入督办阶梯。")
+    failed = "复检不通过，已进入督办阶梯；交办通知随下次心跳（5 分钟内）发出。"
+    out.print("复检通过，整改办结。" if passed else failed)
 
 
 @inspect_app.command("show")
@@ -197,7 +198,7 @@ def approve(
             done = "已不予升级。"
         else:
             issued = ladder.approve(session, ctx, escalation_id=escalation, actor=CLI, at=when)
-            done = f"已审批，通知文号 {issued.document}。"
+            done = f"已审批，通知文号 {issued.document}；通知随下次心跳（5 分钟内）与该单位的其他通知一并发出。"
     out.print(done, highlight=False)
 
 

@@ -174,7 +174,7 @@ def reinspect(
     )
     session.commit()
     if not passed:
-        ladder.climb(session, ctx, item, at=at)
+        ladder.climb(session, ctx, item, at=at)  # its notice goes out with the next tick's, grouped
     return record
 
 

@@ -27,9 +27,9 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlmodel import Session
 
-from calendars.schema import DutySpec, LadderSpec, LevelSpec
+from calendars.schema import DutySpec, LadderSpec
 from flows.common import SYSTEM, Context, open_rows
-from flows.notices import audience, message, queue
+from flows.notice_batches import queue_notices
 from store.models import DocumentCounter, Escalation, Occurrence
 from store.queries import audit, claim, insert_ignoring_conflicts
 
@@ -38,11 +38,17 @@ class LadderError(Exception):
     """A ladder action that cannot be taken; the message is in Chinese for the manager."""
 
 
-def escalate(session: Session, ctx: Context, *, at: datetime) -> int:
-    """Move each overdue occurrence whose timeout has passed up one level of its ladder. Returns how many moved."""
+def escalate(session: Session, ctx: Context, *, at: datetime, notify: bool = True) -> int:
+    """Move each overdue occurrence whose timeout has passed up one level of its ladder. Returns how many moved.
+
+    With ``notify`` the new notices are queued at once, grouped per recipient; a tick queues them once, together
+    with the repeats (``queue_notices``).
+    """
     moved = 0
     for occurrence in open_rows(session, "next_escalate_at", at):
         moved += climb(session, ctx, occurrence, at=at)
+    if notify:
+        queue_notices(session, ctx, at=at)
     return moved
 
 
@@ -98,6 +104,8 @@ def approve(session: Session, ctx: Context, *, escalation_id: int, actor: str, a
         raise LadderError("该升级已由他人处理。")
     escalation.approved_at = at
     _issue(session, ctx, occurrence, escalation, at=at, actor=actor)
+    # The next tick (every five minutes) sends it, grouped with the unit's other notices: approving fifty items
+    # sends each unit one message, and the city office one 抄送.
     return escalation
 
 
@@ -184,7 +192,7 @@ def acknowledge(session: Session, *, occurrence_id: int, actor: str, at: datetim
     return True
 
 
-def repeat_notices(session: Session, ctx: Context, *, at: datetime) -> int:
+def repeat_notices(session: Session, ctx: Context, *, at: datetime, notify: bool = True) -> int:
     """Send again the notices the units have not acknowledged, every ``repeat_workdays``, while the item is open."""
     sent = 0
     col, items = Escalation.__table__.c, Occurrence.__table__.c  # type: ignore[attr-defined]
@@ -198,6 +206,8 @@ def repeat_notices(session: Session, ctx: Context, *, at: datetime) -> int:
     )
     for escalation, occurrence in session.execute(query).tuples().all():
         sent += _repeat(session, ctx, escalation, occurrence, at=at)
+    if notify:
+        queue_notices(session, ctx, at=at)
     return sent
 
 
@@ -258,12 +268,10 @@ def _issue(
     escalation.status, escalation.deadline_at = "issued", deadline
     escalation.next_repeat_at = _deadline(ctx, duty, step.repeat_workdays, at) if step.repeat_workdays else None
     session.add(escalation)
+    escalation.notified_at = None  # queue_notices sends it, grouped with the unit's other notices
     is_last = step.level == len(ladder.levels)
     occurrence.next_escalate_at = None if is_last else deadline
     session.add(occurrence)
-    contacts = audience(session, ctx, occurrence, step)
-    title, body = _notice(ctx, occurrence, duty, ladder, step, escalation, at=at)
-    queue(session, ctx, occurrence, f"level:{step.level}", contacts, title, body, at=at)
     audit(
         session,
         at=at,
@@ -274,7 +282,6 @@ def _issue(
         name=step.name,
         document=escalation.document,
         deadline=deadline.isoformat(),
-        recipients=len(contacts),
     )
     session.commit()
 
@@ -291,13 +298,10 @@ def _repeat(session: Session, ctx: Context, escalation: Escalation, occurrence: 
         Escalation,
         row_id=escalation.id or 0,
         expect={"repeats": escalation.repeats, "acknowledged_at": None},
-        values={"repeats": count, "next_repeat_at": following},
+        values={"repeats": count, "next_repeat_at": following, "notified_at": None},
     )
     if not won:
         return 0
-    title, body = _notice(ctx, occurrence, duty, ladder, step, escalation, at=at, repeat=count)
-    contacts = audience(session, ctx, occurrence, step)
-    queue(session, ctx, occurrence, f"level:{step.level}:repeat:{count}", contacts, title, body, at=at)
     audit(
         session,
         at=at,
@@ -309,31 +313,6 @@ def _repeat(session: Session, ctx: Context, escalation: Escalation, occurrence: 
     )
     session.commit()
     return 1
-
-
-def _notice(
-    ctx: Context,
-    occurrence: Occurrence,
-    duty: DutySpec,
-    ladder: LadderSpec,
-    step: LevelSpec,
-    escalation: Escalation,
-    *,
-    at: datetime,
-    repeat: int = 0,
-) -> tuple[str, str]:
-    return message(
-        ctx,
-        "escalation",
-        occurrence,
-        duty,
-        at=at,
-        step=step,
-        ladder=ladder,
-        deadline=escalation.deadline_at,
-        document=escalation.document,
-        repeat=repeat,
-    )
 
 
 def _pending(session: Session, escalation_id: int) -> tuple[Escalation, Occurrence]:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from calendars.schema import DutySpec, LevelSpec
+from calendars.schema import DutySpec
 from flows.common import Context
 from notify import outbox
 from store.models import Contact, Delivery, Occurrence, Unit
@@ -167,23 +167,3 @@ def queue(
     outgoing = Outgoing()
     outgoing.queue(ctx, occurrence, stage, contacts, title, body, at=at)
     outgoing.write(session)
-
-
-def audience(session: Session, ctx: Context, occurrence: Occurrence, step: LevelSpec) -> list[Contact]:
-    program, unit_id = ctx.program, occurrence.unit_id
-    duty = program.duties[occurrence.duty_id]
-    chosen: list[Contact] = []
-    for who in step.audience:
-        if who == "unit":
-            chosen += recipients_of(session, [unit_id], roles=("staff",))
-        elif who == "unit_leaders":
-            chosen += recipients_of(session, [unit_id], roles=("leader",))
-        elif who == "lead":
-            leads = [u for selector in duty.lead for u in program.resolve_near(selector, unit_id)]
-            chosen += recipients_of(session, leads, roles=("staff",))
-        elif who == "city_office":
-            chosen += recipients_of(session, program.resolve("kind:city_office"), roles=("staff", "leader"))
-        elif who == "district_office":
-            chosen += recipients_of(session, program.resolve_near("kind:district_office", unit_id), roles=("staff",))
-    unique = {contact.id: contact for contact in chosen}
-    return list(unique.values())

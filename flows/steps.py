@@ -22,6 +22,7 @@ from calendars.schema import DutySpec
 from calendars.workdays import UNPUBLISHED_FLAG
 from flows.common import SYSTEM, Context, Row, occurrence_row, open_batches
 from flows.ladder import escalate, repeat_notices
+from flows.notice_batches import queue_notices
 from flows.notices import (
     Outgoing,
     confirmation_link,
@@ -421,8 +422,9 @@ def tick(session: Session, ctx: Context, *, at: datetime) -> TickReport:
     planning = plan_report(session, ctx, start=today, end=horizon, at=at)
     report.planned, report.moved = planning.added, len(planning.moves)
     report.reminded = remind(session, ctx, at=at)
-    report.escalated = escalate(session, ctx, at=at)
-    report.repeated = repeat_notices(session, ctx, at=at)
+    report.escalated = escalate(session, ctx, at=at, notify=False)
+    report.repeated = repeat_notices(session, ctx, at=at, notify=False)
+    queue_notices(session, ctx, at=at)  # one message per recipient for the new notices and the repeats together
     sending = dispatch(session, ctx, at=at)
     report.sent, report.failed, report.unknown = sending.sent, sending.failed, sending.unknown
     report.retrying = sending.retry

@@ -236,6 +236,9 @@ class Escalation(SQLModel, table=True):
     acknowledged_at: datetime | None = _aware()
     repeats: int = 0
     next_repeat_at: datetime | None = _aware(index=True)
+    # When its notice (or its latest repeat) was handed to the outbox; empty while it waits to be grouped with the
+    # unit's other notices of the same tick (flows/ladder.py queue_notices).
+    notified_at: datetime | None = _aware(index=True)
 
 
 class DocumentCounter(SQLModel, table=True):

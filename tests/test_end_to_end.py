@@ -115,8 +115,8 @@ def test_reminder_link_confirmation_and_escalation(web: str, fresh_inbox: Inbox,
     assert notice.subject.startswith("【交办通知】") and "附件1 第4项 举措4" in notice.body
     assert "2026年2月14日（周六）17:00" in notice.body  # five working days, counting the make-up Saturday
     to_lead = [m for m in fresh_inbox.mails if m.recipients == ["city-msb@demo.huzhou.local"]]
-    numbered = [m for m in to_lead if m.subject.startswith("【交办通知】湖城管交〔2026〕") and "市场清扫" in m.subject]
-    assert any("安吉县市场监督管理局" in m.body for m in numbered)
+    (copy,) = [m for m in to_lead if "升级通知" in m.subject or "交办通知" in m.subject]  # one 抄送, not 4 notices
+    assert copy.subject.startswith("【抄送】") and "安吉县市场监督管理局" in copy.body
 
 
 def test_link_command_prints_a_working_link(web: str) -> None:

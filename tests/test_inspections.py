@@ -85,7 +85,7 @@ def test_a_campaign_from_finding_to_recorded_talk(sqlite_store: str, fresh_inbox
     duties("inspect", "reinspect", "2", "--pass", "--at", "2026-03-17T09:00")
     failed = duties("inspect", "reinspect", "1", "--fail", "--note", "杂物仍未清理干净", "--at", "2026-03-17T10:00")
     assert "进入督办阶梯" in failed
-    duties("dispatch", "--at", "2026-03-17T10:01")
+    duties("tick", "--at", "2026-03-17T10:01")  # the next tick queues and sends the notice
     jiaoban = [m for m in fresh_inbox.mails if m.subject.startswith("【交办通知】湖城管交〔2026〕")]
     assert jiaoban and "经检查" in jiaoban[0].body and "2026年3月24日（周二）17:00 前完成整改" in jiaoban[0].body
 
@@ -122,7 +122,7 @@ def test_a_campaign_from_finding_to_recorded_talk(sqlite_store: str, fresh_inbox
     assert actions[:3] == ["finding_recorded", "confirmed", "reinspected_fail"]
     assert {"escalated", "escalation_pending", "talk_recorded"} <= set(actions)
     assert campaign_page.status_code == 200 and "消防通道堆放杂物" in campaign_page.text and csrf_of(campaign_page.text)
-    duties("dispatch", "--at", "2026-03-30T09:01")
+    duties("tick", "--at", "2026-03-30T09:01")  # the approved notice goes out with the next tick
     assert any(m.subject.startswith("【约谈通知】湖城管谈〔2026〕1号") for m in fresh_inbox.mails)
 
     sheets = load_workbook(io.BytesIO(workbook.content))

@@ -17,6 +17,7 @@ from sqlmodel import Session, col
 
 from flows import actions, ladder, steps
 from flows.ladder import LadderError
+from flows.notice_batches import queue_notices
 from flows.steps import Context
 from notify.receivers import Inbox
 from store import db
@@ -69,9 +70,11 @@ def test_jiaoban_is_numbered_with_a_deadline_and_reaches_the_unit_and_lead(
     assert "湖城管交〔2026〕5号" in notice.subject and "湖城管交〔2026〕5号" in notice.body
     assert "2026年2月14日（周六）17:00 前完成整改" in notice.body and "附件1 第4项 举措4" in notice.body
     assert "附件1 第6项 举措2" in notice.body and "/c/" in notice.body and "收到" in notice.body
-    assert any(
-        m.recipients == ["city-msb@demo.huzhou.local"] and "湖城管交〔2026〕" in m.subject for m in fresh_inbox.mails
-    )
+    # The lead department gets one 抄送 of the five, with no link that would let it confirm for a unit.
+    (copy,) = [m for m in fresh_inbox.mails if m.recipients == ["city-msb@demo.huzhou.local"]]
+    assert copy.subject.startswith("【抄送】本次发出升级通知 5 份（交办 5 份）") and "仅供知悉" in copy.body
+    assert "湖城管交〔2026〕5号" in copy.body and "/c/" not in copy.body and "/u/" not in copy.body
+    assert f"/desk/items/{item.id}" in copy.body
 
 
 def test_the_ladder_climbs_one_level_at_a_time(session: Session, ctx: Context, item: Occurrence) -> None:
@@ -99,8 +102,9 @@ def test_yuetan_waits_for_approval_then_gets_its_number_and_deadline(
     )
     assert approved.document == "湖城管谈〔2026〕1号" and approved.approved_by == "user:boss"
     # Five working days from Friday the 27th, counting the make-up working Saturday the 28th.
-    assert approved.deadline_at == local("2026-03-05T17:00")
-    assert "level:3" in stages(session, item) and fresh(session, item).level == 3
+    assert approved.deadline_at == local("2026-03-05T17:00") and fresh(session, item).level == 3
+    queue_notices(session, ctx, at=local("2026-02-27T10:05"))  # the next tick sends it
+    assert "level:3" in stages(session, item)
     with pytest.raises(LadderError):
         ladder.approve(session, ctx, escalation_id=third.id or 0, actor="user:boss", at=local("2026-02-27T10:01"))
 
@@ -228,13 +232,17 @@ def test_every_ladder_step_is_audited(session: Session, ctx: Context, item: Occu
     climb_to_yuetan(session, ctx)
     third = escalations(session, item)[2]
     ladder.approve(session, ctx, escalation_id=third.id or 0, actor="user:boss", at=local("2026-02-27T10:00"))
+    queue_notices(session, ctx, at=local("2026-02-27T10:05"))
     query = select(col(AuditEvent.action), col(AuditEvent.actor)).where(col(AuditEvent.occurrence_id) == item.id)
     events = list(session.execute(query.order_by(col(AuditEvent.id))).tuples())
     assert events == [
         ("escalated", "system"),
+        ("notice_queued", "system"),
         ("escalated", "system"),
+        ("notice_queued", "system"),
         ("escalation_pending", "system"),
         ("escalated", "user:boss"),
+        ("notice_queued", "system"),
     ]
 
 

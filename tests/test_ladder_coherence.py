@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import date
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
@@ -20,7 +21,9 @@ from flows.ladder import LadderError
 from flows.steps import Context
 from store.models import AuditEvent, DocumentCounter, Occurrence
 from tests.conftest import local
+from tests.desk_support import log_in
 from tests.test_ladder import climb_to_yuetan, escalations, fresh
+from tests.web_support import Clock
 
 AT = local("2026-02-27T10:00")  # the morning after the 约谈 began to wait
 
@@ -117,3 +120,16 @@ def test_a_district_cannot_act_on_an_item_waiting_for_the_citys_approval(
     assert fresh(session, item).waived_at is None and len(pending_of(session, item)) == 1
     actions.waive(session, occurrence_id=item.id or 0, reason="市场关闭", actor="city", at=AT, role="city")
     assert fresh(session, item).waived_at is not None and pending_of(session, item) == []
+
+
+def test_the_desk_shows_the_pending_level_beside_the_current_one_and_refuses_a_districts_waiver(
+    session: Session, ctx: Context, item: Occurrence, client: TestClient, now: Clock
+) -> None:
+    climb_to_yuetan(session, ctx)
+    now.at = AT
+    csrf = log_in(client, session, "wuxing", district="wuxing")
+    page = client.get(f"/desk/items/{item.id}")
+    assert '<span class="level" id="level">督办</span>' in page.text and "约谈待审批" in page.text
+    refused = client.post(f"/desk/items/{item.id}/waive", data={"reason": "市场关闭", "csrf": csrf})
+    assert refused.status_code == 400 and "约谈正待市级审批，区县账号不能免除" in refused.text
+    assert fresh(session, item).waived_at is None and len(pending_of(session, item)) == 1

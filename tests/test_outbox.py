@@ -223,6 +223,7 @@ def test_an_escalation_at_night_waits_for_the_morning(sqlite_store: str, program
     from datetime import date
 
     from flows import steps
+    from flows.notice_batches import queue_notices
     from flows.runtime import make_context
 
     with db.session_scope() as session:
@@ -230,11 +231,12 @@ def test_an_escalation_at_night_waits_for_the_morning(sqlite_store: str, program
         steps.sync_program(session, ctx.program, at=AT)
         steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 8), at=AT, only={"market-spot-check"})
         night = local("2026-02-09T22:00")  # the grace day has passed: 交办 now, but not in the middle of the night
-        assert steps.escalate(session, ctx, at=night) == 5
-        assert steps.dispatch(session, ctx, at=night).sent == 0
-        waiting = deliveries(session)
-        assert {d.next_attempt_at for d in waiting} == {local("2026-02-10T08:30")}
-        assert steps.dispatch(session, ctx, at=local("2026-02-10T08:30")).sent == len(waiting)
+        assert steps.escalate(session, ctx, at=night) == 5  # numbered now; the notices wait, unqueued …
+        assert steps.dispatch(session, ctx, at=night).sent == 0 and deliveries(session) == []
+        assert queue_notices(session, ctx, at=local("2026-02-10T08:29")) == 0
+        morning = local("2026-02-10T08:30")  # … for the first tick in the window, which groups them
+        assert queue_notices(session, ctx, at=morning) > 0
+        assert steps.dispatch(session, ctx, at=morning).sent == len(deliveries(session))
 
 
 def test_a_failover_unit_hears_on_its_next_channel_after_a_permanent_failure(

@@ -101,7 +101,7 @@ def test_ladder_climbs_one_level_per_working_day_timeout(session: Session, ctx: 
     assert (item.level, item.next_escalate_at) == (2, local("2026-02-26T17:00"))
     steps.escalate(session, ctx, at=local("2026-02-26T17:00"))
     item = occurrence(session, "market-spot-check", "wuxing-msb", "2026-W06")
-    assert (item.level, item.next_escalate_at) == (3, None)
+    assert (item.level, item.next_escalate_at) == (2, None)  # the 约谈 awaits approval; the clock has stopped
     steps.escalate(session, ctx, at=local("2026-06-01T00:00"))
     levels = [
         e.level for e in session.execute(select(Escalation).where(col(Escalation.occurrence_id) == item.id)).scalars()
@@ -114,16 +114,14 @@ def test_each_level_notice_goes_to_its_audience_once(session: Session, ctx: Cont
     at = local("2026-02-09T17:00")
     steps.escalate(session, ctx, at=at)
     assert steps.escalate(session, ctx, at=at) == 0
-    item = occurrence(session, "market-spot-check", "wuxing-msb", "2026-W06")
-    notices = list(session.execute(select(Delivery).where(col(Delivery.occurrence_id) == item.id)).scalars())
-    # 交办 audience: the unit (mail + bot) and the lead department (city market supervision, mail).
-    assert sorted((d.unit_id, d.channel) for d in notices) == [
-        ("city-msb", "mailto"),
-        ("wuxing-msb", "dingtalk"),
-        ("wuxing-msb", "mailto"),
-    ]
+    everything = list(session.execute(select(Delivery)).scalars())
+    notices = [d for d in everything if d.unit_id == "wuxing-msb"]
+    # 交办 audience: the unit (mail + bot) gets its notice; the lead department (city market supervision) one 抄送.
+    assert sorted(d.channel for d in notices) == ["dingtalk", "mailto"]
     assert all(d.stage == "level:1" and d.title.startswith("【交办通知】") for d in notices)
     assert "附件1 第4项 举措4" in notices[0].body and "2026年2月14日（周六）17:00" in notices[0].body
+    (copy,) = [d for d in everything if d.unit_id == "city-msb"]
+    assert copy.stage.startswith("cc:") and copy.title.startswith("【抄送】")
 
 
 def test_confirmation_stops_the_ladder_and_a_late_one_is_late_done(session: Session, ctx: Context) -> None:
@@ -143,7 +141,7 @@ def test_confirmation_stops_the_ladder_and_a_late_one_is_late_done(session: Sess
     actions = [
         e.action for e in session.execute(select(AuditEvent).where(col(AuditEvent.occurrence_id) == item.id)).scalars()
     ]
-    assert actions == ["escalated", "confirmed"]
+    assert actions == ["escalated", "notice_queued", "confirmed"]
 
 
 def test_derived_status_and_its_sql_twin_agree(session: Session, ctx: Context) -> None:

@@ -181,7 +181,8 @@ def act(
     """Take an action on one item; 409 with the reason in Chinese when the item's state does not allow it."""
     _item_or_404(session, scope, occurrence_id, at)
     try:
-        take_action(session, action, occurrence_id, body.model_dump(), actor=f"api:{scope.username}", at=at)
+        actor = f"api:{scope.username}"
+        take_action(session, action, occurrence_id, body.model_dump(), actor=actor, at=at, role=scope.role)
     except ActionError as refusal:
         session.rollback()
         raise HTTPException(409, str(refusal)) from None

@@ -60,6 +60,8 @@ ACTION_LABELS = {
     "links_reissued": "重新下发链接",
     "escalation_pending": "待审批升级",
     "escalation_rejected": "不予升级",
+    "escalation_withdrawn": "撤回待审批升级",
+    "notice_queued": "发出升级通知",
     "acknowledged": "单位确认收到",
     "notice_repeated": "重发升级通知",
     "finding_recorded": "检查发现问题",
@@ -402,7 +404,7 @@ def act(
     if action not in actions.ACTIONS:
         return problem_page(404, "没有这个操作", f"不支持的操作：{action}")
     try:
-        take_action(session, action, occurrence_id, form, actor=f"user:{user.username}", at=at)
+        take_action(session, action, occurrence_id, form, actor=f"user:{user.username}", at=at, role=user.role)
     except ActionError as refusal:
         session.rollback()
         # The item again, with the manager's entries kept in the form and the reason in Chinese.
@@ -414,11 +416,21 @@ def act(
 
 
 def take_action(
-    session: Session, action: str, occurrence_id: int, form: dict[str, Any], *, actor: str, at: datetime
+    session: Session,
+    action: str,
+    occurrence_id: int,
+    form: dict[str, Any],
+    *,
+    actor: str,
+    at: datetime,
+    role: str,
 ) -> None:
-    """Run one action from form or JSON fields (the desk and the API share it). Raises ActionError."""
+    """Run one action from form or JSON fields (the desk and the API share it). Raises ActionError.
+
+    ``role`` is the account's: a district's action on an item waiting for the city's approval is refused.
+    """
     reason = str(form.get("reason") or "")
-    common: dict[str, Any] = {"occurrence_id": occurrence_id, "actor": actor, "at": at}
+    common: dict[str, Any] = {"occurrence_id": occurrence_id, "actor": actor, "at": at, "role": role}
     zone = get_settings().zone
     if action == "extend":
         due = datetime.combine(_day(form.get("due"), "新的截止日期"), time(17, 0), tzinfo=zone)

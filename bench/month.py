@@ -1,0 +1,149 @@
+"""A simulated month of the demo, read as its recipients read it: how many messages each one got, and how many
+escalation messages any one recipient got in a single tick.
+
+    python -m bench.month [--start 2026-03-02] [--days 45] [--every 15] [--confirm 0.5]
+
+The shipped calendars and demo units, a fresh SQLite store, and the local SMTP and HTTP receivers; one tick every
+``--every`` minutes from 08:00 to 18:00. Each working day at 10:00 each unit confirms, with probability ``--confirm``
+(fixed seed), the items due within three days, and at 11:00 a city manager approves every waiting 约谈. Nothing here
+is a speed measurement: the output is what the office would receive (docs/benchmarks.md keeps the figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from notify.receivers import Inbox
+
+REPO = Path(__file__).resolve().parent.parent
+ZONE = ZoneInfo("Asia/Shanghai")
+ESCALATION = re.compile(r"【(交办|督办|约谈)通知|【升级通知】|【抄送】")
+
+
+@dataclass
+class Tally:
+    """Messages per recipient (a mailbox, or a bot's path), and escalation messages in the worst tick."""
+
+    inbox: Inbox
+    messages: Counter[str] = field(default_factory=Counter)
+    escalations: Counter[str] = field(default_factory=Counter)
+    worst_tick: Counter[str] = field(default_factory=Counter)
+    seen: tuple[int, int] = (0, 0)
+
+    def count_new(self) -> None:
+        arrived = [(m.recipients[0], m.subject) for m in self.inbox.mails[self.seen[0] :]]
+        arrived += [(p.path.split("?")[0], str(p.payload)[:200]) for p in self.inbox.posts[self.seen[1] :]]
+        self.seen = (len(self.inbox.mails), len(self.inbox.posts))
+        this_tick: Counter[str] = Counter()
+        for who, heading in arrived:
+            self.messages[who] += 1
+            if ESCALATION.search(heading):
+                self.escalations[who] += 1
+                this_tick[who] += 1
+        for who, count in this_tick.items():
+            self.worst_tick[who] = max(self.worst_tick[who], count)
+
+    def report(self, days: int) -> str:
+        lines = [
+            f"| recipient | messages in {days} days | escalation messages | most escalation messages in one tick |",
+            "|---|---|---|---|",
+        ]
+        for who, count in self.escalations.most_common(12):
+            lines.append(f"| {who} | {self.messages[who]} | {count} | {self.worst_tick[who]} |")
+        lines.append(
+            f"\nall recipients: {sum(self.messages.values())} messages, "
+            f"{sum(self.escalations.values())} escalation messages; most escalation messages to one recipient in "
+            f"one tick: {max(self.worst_tick.values(), default=0)}"
+        )
+        return "\n".join(lines)
+
+
+def prepare(folder: Path, inbox: Inbox) -> None:
+    """The shipped calendars with the demo contacts pointed at this run's receivers, and the settings for them."""
+    target = folder / "calendars"
+    shutil.copytree(REPO / "calendars", target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    for path in target.rglob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        text = text.replace("127.0.0.1:8025", f"127.0.0.1:{inbox.smtp_port}")
+        path.write_text(text.replace("127.0.0.1:8026", f"127.0.0.1:{inbox.http_port}"), encoding="utf-8")
+    os.environ.update(
+        DUTIES_VAR_DIR=str(folder / "var"),
+        DUTIES_CALENDARS=str(target),
+        DUTIES_SECRET_KEY="month",
+        DUTIES_UNANNOUNCED_SEED="month",
+    )
+
+
+def simulate(tally: Tally, start: date, days: int, every: int, confirm_share: float) -> None:
+    from flows import ladder, runtime, steps
+    from store.db import create_tables, get_engine, session_scope
+
+    chooser = random.Random(20261203)
+    program = runtime.load_calendars()
+    create_tables(get_engine())
+    with session_scope() as session:
+        ctx = runtime.make_context(session, program)
+        for day in (start + timedelta(days=n) for n in range(days)):
+            moment = datetime.combine(day, time(8, 0), tzinfo=ZONE)
+            while moment.time() <= time(18, 0):
+                if moment.time() == time(10, 0) and program.workdays.is_workday(day):
+                    confirm_some(session, chooser, confirm_share, moment)
+                if moment.time() == time(11, 0):
+                    for escalation, _ in ladder.pending(session):
+                        try:
+                            ladder.approve(session, ctx, escalation_id=escalation.id or 0, actor="user:boss", at=moment)
+                        except ladder.LadderError:
+                            session.rollback()
+                steps.tick(session, ctx, at=moment)
+                tally.count_new()
+                moment += timedelta(minutes=every)
+
+
+def confirm_some(session: Session, chooser: random.Random, share: float, moment: datetime) -> None:
+    from flows import steps
+    from store.models import Occurrence
+
+    query = select(Occurrence).where(
+        col(Occurrence.done_at).is_(None),
+        col(Occurrence.waived_at).is_(None),
+        col(Occurrence.due_at) <= moment + timedelta(days=3),
+        col(Occurrence.first_remind_at) <= moment,
+    )
+    for item in session.execute(query.order_by(col(Occurrence.id))).scalars().all():
+        if chooser.random() < share:
+            steps.confirm(session, occurrence_id=item.id or 0, note="已完成", evidence=[], at=moment, client="month")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A simulated month of the demo, counted per recipient.")
+    parser.add_argument("--start", default="2026-03-02")
+    parser.add_argument("--days", type=int, default=45)
+    parser.add_argument("--every", type=int, default=15, help="minutes between ticks")
+    parser.add_argument("--confirm", type=float, default=0.5, help="share of items units confirm on time")
+    args = parser.parse_args()
+    inbox = Inbox().start()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            prepare(Path(folder), inbox)
+            tally = Tally(inbox)
+            simulate(tally, date.fromisoformat(args.start), args.days, args.every, args.confirm)
+            print(tally.report(args.days))
+    finally:
+        inbox.stop()
+
+
+if __name__ == "__main__":
+    main()
