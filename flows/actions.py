@@ -63,6 +63,8 @@ def extend(
     _settle(session, occurrence, role=role, action="extend", actor=actor, at=at)
     previous = occurrence.due_at
     occurrence.due_at = due
+    if occurrence.visible_from is not None:  # an unannounced check's new day stays hidden until that day too
+        occurrence.visible_from += due - previous
     occurrence.next_remind_at = at  # the reminder step works out which reminder the new date calls for
     occurrence.next_escalate_at = due
     _done(session, occurrence, at, actor, "extended", reason=reason, previous_due=previous.isoformat())

@@ -211,6 +211,9 @@ def test_over_https_the_session_cookie_is_secure(client: TestClient, session: Se
     assert "secure" not in session_cookie_header(attempt(client, "boss", PASSWORD)).lower()
     with TestClient(app, base_url="https://testserver") as secure_client:
         assert "secure" in session_cookie_header(attempt(secure_client, "boss", PASSWORD)).lower()
+        form = secure_client.get("/desk/login").headers["set-cookie"]  # the CSRF cookie too
+        assert auth.CSRF_COOKIE in form and "secure" in form.lower()
+    assert "secure" not in client.get("/desk/login").headers["set-cookie"].lower()
 
 
 def test_forwarded_proto_is_believed_from_a_trusted_proxy_only(

@@ -177,3 +177,17 @@ def test_from_its_day_the_district_sees_it_on_every_path(
     assert refused.status_code == 400 and check.title in refused.text  # an action reaches it, and is judged
     waived = client.post(f"/api/occurrences/{check.id}/waive", json={"reason": "本月停工"}, headers=headers)
     assert waived.status_code == 200 and waived.json()["occurrence"]["status"] == "waived"
+
+
+def test_a_city_extension_keeps_the_new_day_hidden_until_that_day(session: Session, check: Occurrence) -> None:
+    """A 延期 of an unannounced check moves the day it becomes visible by as much as its due date."""
+    from flows import actions
+
+    assert check.visible_from is not None
+    old_visible, at = check.visible_from, before_its_day(check)
+    actions.extend(
+        session, occurrence_id=check.id or 0, due=check.due_at + timedelta(days=7), reason="雨天", actor="city", at=at
+    )
+    session.expire_all()
+    moved = session.get(Occurrence, check.id)
+    assert moved is not None and moved.visible_from == old_visible + timedelta(days=7)

@@ -122,12 +122,13 @@ def desk_page(request: Request, user: User, name: str, status_code: int = 200, *
     response = page(
         name, status_code, user=user, district_name=district.name if district else "", csrf=token, **context
     )
-    _set_csrf_cookie(response, token)
+    _set_csrf_cookie(request, response, token)
     return response
 
 
-def _set_csrf_cookie(response: Response, token: str) -> None:
-    response.set_cookie(auth.CSRF_COOKIE, token, httponly=True, samesite="strict", path="/desk")
+def _set_csrf_cookie(request: Request, response: Response, token: str) -> None:
+    secure = proxies.is_https(request)  # like the session cookie: never sent in clear once the desk is on HTTPS
+    response.set_cookie(auth.CSRF_COOKIE, token, httponly=True, samesite="strict", path="/desk", secure=secure)
 
 
 def check_csrf(request: Request, csrf: str | None) -> HTMLResponse | None:
@@ -143,7 +144,7 @@ def check_csrf(request: Request, csrf: str | None) -> HTMLResponse | None:
 def login_form(request: Request, next: str = "/desk/items") -> HTMLResponse:
     token = request.cookies.get(auth.CSRF_COOKIE) or auth.new_csrf_token()
     response = page("login.html", csrf=token, next=_safe_next(next), username="", error="")
-    _set_csrf_cookie(response, token)
+    _set_csrf_cookie(request, response, token)
     return response
 
 
