@@ -112,3 +112,13 @@ def test_an_approved_yuetan_reaches_the_unit_with_the_next_tick(
         if d.created_at == AT and not d.stage.startswith("remind")
     ]
     assert len(to_unit) == 2 and all(approved.document in d.body for d in to_unit)  # its mailbox and its bot
+
+
+def test_a_listed_notice_reads_as_a_block(session: Session, ctx: Context, fresh_inbox: Inbox) -> None:
+    plan_february(session, ctx)
+    steps.escalate(session, ctx, at=AT)
+    steps.dispatch(session, ctx, at=AT)
+    (message,) = mails_to(fresh_inbox, "wuxing-msb@demo.huzhou.local")
+    lines = message.splitlines()
+    deadline = next(n for n, line in enumerate(lines) if "整改期限" in line)
+    assert lines[deadline].startswith("   整改期限：") and lines[deadline - 1].startswith("   原截止：")
