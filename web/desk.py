@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from flows import actions
+from flows import actions, decisions, runtime
 from flows.actions import ActionError
 from notify import outbox
 from store.db import secret_key
@@ -451,8 +451,15 @@ def take_action(
         if verdict not in ("pass", "fail"):
             raise ActionError("请选择核查结果：通过或不通过。")
         report = _number(form.get("confirmation_id"), "确认记录")
-        note = str(form.get("note") or reason)
-        actions.verify(session, confirmation_id=report, passed=verdict == "pass", note=note, **common)
+        reason = str(form.get("note") or reason)
+        actions.verify(session, confirmation_id=report, passed=verdict == "pass", note=reason, **common)
+    # The unit hears of every decision that changes what it must do, with the reason and its link.
+    ctx = runtime.make_context(session, program())
+    passed = str(form.get("verdict") or "") == "pass"
+    if decisions.tell_unit(
+        session, ctx, occurrence_id=occurrence_id, action=action, reason=reason, at=at, passed=passed
+    ):
+        session.commit()
 
 
 def _day(value: Any, label: str) -> date:
