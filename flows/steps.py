@@ -465,7 +465,7 @@ def confirm(
         raise LookupError(occurrence_id)
     if occurrence.waived_at is not None:
         return "closed"
-    if occurrence.done_at is not None:
+    if occurrence.done_at is not None and not _keeps_counting(session, occurrence):
         return "already"
     late = at > occurrence.due_at
     row = {
@@ -485,6 +485,12 @@ def confirm(
         return "already"  # the same form again: a double tap or a retried request
     session.expire(occurrence)
     return "confirmed" if completed else "recorded"
+
+
+def _keeps_counting(session: Session, occurrence: Occurrence) -> bool:
+    """A quota's checks are each recorded, also past the number required: "每周不少于1次" is a floor."""
+    duty = session.get(Duty, occurrence.duty_id)
+    return duty is not None and duty.kind == "quota" and occurrence.finding_id is None
 
 
 # A report's statements, built once: building them cost a confirmation more than running them.
