@@ -24,6 +24,7 @@ from flows import cli_ladder, health, runtime, steps
 from flows.cli_support import (
     AtOption,
     JsonOption,
+    LimitOption,
     day,
     describe_moves,
     emit_json,
@@ -36,6 +37,9 @@ from flows.cli_support import (
     opened_store,
     out,
     program_or_exit,
+    rows_to_show,
+    say_if_cut,
+    shown_of,
 )
 from flows.redate import redate
 from notify import outbox
@@ -44,8 +48,18 @@ from store import backup as backups
 from store import migrate
 from store.db import create_tables, get_engine, secret_key, session_scope, unannounced_seed
 from store.models import DELIVERY_STATES, LEVEL_NAMES, ROLES, STATUS_LABELS, STATUSES, Duty, Occurrence, Unit, User
-from store.queries import audit, day_bound, delivery_json, find_deliveries, occurrences_json, target_progress
+from store.queries import (
+    audit,
+    count_deliveries,
+    count_matching,
+    day_bound,
+    delivery_json,
+    find_deliveries,
+    occurrences_json,
+    target_progress,
+)
 from store.settings import get_settings
+from templates.labels import channel_label, stage_label
 from web import auth, throttle
 
 app = typer.Typer(
@@ -157,7 +171,7 @@ def occurrences(
     status: Annotated[str | None, typer.Option(help="|".join(STATUSES))] = None,
     start: Annotated[str | None, typer.Option("--from", help="截止日期不早于")] = None,
     end: Annotated[str | None, typer.Option("--to", help="截止日期不晚于（含当日）")] = None,
-    limit: Annotated[int, typer.Option(help="最多显示条数")] = 1000,
+    limit: LimitOption = None,
     at: AtOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -174,19 +188,20 @@ def occurrences(
 
 
 @app.command()
-def overdue(
-    at: AtOption = None, as_json: JsonOption = False, limit: Annotated[int, typer.Option(help="最多显示条数")] = 1000
-) -> None:
+def overdue(at: AtOption = None, as_json: JsonOption = False, limit: LimitOption = None) -> None:
     """逾期事项及其督办级别，级别高的在前（即管理台所见）。"""
     _list(moment(at), as_json, status="overdue", overdue_first=True, limit=limit)
 
 
-def _list(at: datetime, as_json: bool, **filters: Any) -> None:
+def _list(at: datetime, as_json: bool, *, limit: int | None, overdue_first: bool = False, **filters: Any) -> None:
     zone = get_settings().zone
+    shown = rows_to_show(limit, as_json)
     with opened_store() as session:
-        items = occurrences_json(session, at=at, zone=zone, **filters)
+        items = occurrences_json(session, at=at, zone=zone, overdue_first=overdue_first, limit=shown, **filters)
+        total = count_matching(session, at=at, **filters) if shown is not None and len(items) == shown else len(items)
     if as_json:
         emit_json(items)
+        say_if_cut(len(items), total)
         return
     table = Table("id", "任务", "单位", "截止", "状态", "级别")
     for item in items:
@@ -199,7 +214,7 @@ def _list(at: datetime, as_json: bool, **filters: Any) -> None:
             LEVEL_NAMES[item["level"]],
         )
     out.print(table)
-    out.print(f"共 {len(items)} 条。")
+    out.print(shown_of(len(items), total))
 
 
 @app.command()
@@ -727,7 +742,7 @@ def dispatch(
 @app.command()
 def deliveries(
     status: Annotated[str | None, typer.Option(help="|".join(DELIVERY_STATES))] = None,
-    limit: Annotated[int, typer.Option(help="最多显示条数")] = 200,
+    limit: LimitOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """发件记录：默认列出失败和结果未知的，附原因，可用 duties resend 重发。"""
@@ -735,10 +750,13 @@ def deliveries(
         fail(f"--status 只能是 {'|'.join(DELIVERY_STATES)}", 2)
     wanted = [status] if status else ["failed", "unknown"]
     zone = get_settings().zone
+    shown = rows_to_show(limit, as_json)
     with opened_store() as session:
-        rows = [delivery_json(d, zone=zone) for d in find_deliveries(session, statuses=wanted, limit=limit)]
+        rows = [delivery_json(d, zone=zone) for d in find_deliveries(session, statuses=wanted, limit=shown)]
+        total = count_deliveries(session, statuses=wanted)
     if as_json:
         emit_json(rows)
+        say_if_cut(len(rows), total)
         return
     table = Table("id", "状态", "单位", "渠道", "环节", "尝试", "原因")
     for row in rows:
@@ -746,13 +764,13 @@ def deliveries(
             str(row["id"]),
             DELIVERY_STATES[row["status"]],
             row["unit"],
-            row["channel"],
-            row["stage"],
+            channel_label(row["channel"]),
+            stage_label(row["stage"]),
             str(row["attempts"]),
             row["reason"],
         )
     out.print(table)
-    out.print(f"共 {len(rows)} 条。")
+    out.print(shown_of(len(rows), total))
 
 
 @app.command()

@@ -25,6 +25,11 @@ err = Console(stderr=True, soft_wrap=True)
 
 AtOption = Annotated[str | None, typer.Option("--at", help="以此时刻运行（ISO 8601），默认为当前时间")]
 JsonOption = Annotated[bool, typer.Option("--json", help="输出 JSON")]
+LimitOption = Annotated[
+    int | None,
+    typer.Option("--limit", min=0, help="最多输出条数；0 为全部。默认：表格 1000 条，--json 全部"),
+]
+TABLE_ROWS = 1000
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -101,6 +106,24 @@ def occurrence_or_exit(session: Session, occurrence_id: int) -> Occurrence:
     if occurrence is None:
         fail(f"没有 id 为 {occurrence_id} 的任务。")
     return occurrence
+
+
+def rows_to_show(limit: int | None, as_json: bool) -> int | None:
+    """How many rows a listing prints; None for all. A script reading --json gets every row unless it asks fewer."""
+    if limit is None:
+        return None if as_json else TABLE_ROWS
+    return limit or None
+
+
+def shown_of(shown: int, total: int) -> str:
+    """The last line of a listing for people: how many rows there are, and how many of them are shown."""
+    return f"共 {total} 条。" if shown >= total else f"显示 {shown} 条，共 {total} 条（--limit 0 显示全部）。"
+
+
+def say_if_cut(shown: int, total: int) -> None:
+    """On stderr, so the JSON on stdout stays parseable: a listing that stopped short says so."""
+    if shown < total:
+        err.print(f"仅输出 {shown} 条，共 {total} 条；用 --limit 0 输出全部。", highlight=False)
 
 
 def emit_json(data: Any) -> None:

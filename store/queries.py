@@ -175,6 +175,11 @@ def find_occurrences(
     return [(row[0], row[1], row[2]) for row in rows]
 
 
+def count_matching(session: Session, *, at: datetime, **filters: Any) -> int:
+    """How many occurrences ``find_occurrences`` would give without a limit."""
+    return int(session.execute(_occurrence_query(select(func.count()), at=at, **filters)).scalar_one())
+
+
 def count_occurrences(session: Session, *, at: datetime, by: str, **filters: Any) -> dict[Any, int]:
     """How many occurrences match ``filters``, per status (``by="status"``) or per level (``by="level"``)."""
     if by == "level":
@@ -305,10 +310,16 @@ def target_progress(session: Session, *, at: datetime, zone: Any) -> list[dict[s
     return items
 
 
-def find_deliveries(session: Session, *, statuses: Sequence[str], limit: int = 200) -> list[Delivery]:
+def find_deliveries(session: Session, *, statuses: Sequence[str], limit: int | None = 200) -> list[Delivery]:
+    """The newest deliveries in ``statuses``; all of them when ``limit`` is None."""
     col = Delivery.__table__.c  # type: ignore[attr-defined]
     query = select(Delivery).where(col.status.in_(statuses)).order_by(col.id.desc()).limit(limit)
     return list(session.execute(query.execution_options(populate_existing=True)).scalars())
+
+
+def count_deliveries(session: Session, *, statuses: Sequence[str]) -> int:
+    col = Delivery.__table__.c  # type: ignore[attr-defined]
+    return int(session.execute(select(func.count()).where(col.status.in_(statuses))).scalar_one())
 
 
 def delivery_json(delivery: Delivery, *, zone: Any) -> dict[str, Any]:

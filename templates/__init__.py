@@ -14,6 +14,8 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from templates.labels import channel_label, stage_label
+
 FOLDER = Path(__file__).parent
 WEEKDAYS = "一二三四五六日"
 
@@ -52,6 +54,8 @@ def environment() -> Environment:
     env.filters["local_time"] = local_time
     env.filters["readable"] = readable
     env.filters["cite"] = cite
+    env.filters["stage_label"] = stage_label
+    env.filters["channel_label"] = channel_label
     return env
 
 

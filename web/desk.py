@@ -35,7 +35,14 @@ from store.models import (
     Unit,
     User,
 )
-from store.queries import count_occurrences, day_bound, delivery_json, find_deliveries, occurrences_json
+from store.queries import (
+    count_deliveries,
+    count_occurrences,
+    day_bound,
+    delivery_json,
+    find_deliveries,
+    occurrences_json,
+)
 from store.settings import get_settings
 from web import auth, proxies
 from web.auth import Scope
@@ -499,7 +506,12 @@ def deliveries(request: Request, session: SessionDep, at: NowDep, user: UserDep,
         return problem_page(403, "无权访问", "发件记录仅市级管理员可查看。")
     wanted = [status] if status in DELIVERY_STATES else ["failed", "unknown"]
     rows = [delivery_json(d, zone=get_settings().zone) for d in find_deliveries(session, statuses=wanted, limit=500)]
-    return desk_page(request, user, "deliveries.html", rows=rows, states=DELIVERY_STATES, at=at)
+    tab = DELIVERY_STATES.get(status or "", "发送失败或结果未知")
+    units = {unit_id: spec.name for unit_id, spec in program().units.items()}
+    total = count_deliveries(session, statuses=wanted)
+    return desk_page(
+        request, user, "deliveries.html", rows=rows, total=total, tab=tab, units=units, states=DELIVERY_STATES, at=at
+    )
 
 
 @router.post("/deliveries/{delivery_id}/resend", response_class=HTMLResponse)

@@ -1,0 +1,46 @@
+"""Words for the codes the ledger keeps, so no page or listing shows ``level:1:repeat:1`` or ``mailto`` to a manager."""
+
+from __future__ import annotations
+
+import re
+
+CHANNELS = {
+    "mailto": "邮件",
+    "mailtos": "邮件",
+    "dingtalk": "钉钉群机器人",
+    "wecombot": "企业微信群机器人",
+    "feishu": "飞书群机器人",
+    "smsgw": "短信",
+    "json": "Webhook",
+    "jsons": "Webhook",
+    "form": "Webhook",
+    "forms": "Webhook",
+    "xml": "Webhook",
+    "xmls": "Webhook",
+}
+LEVELS = {"1": "交办通知", "2": "督办通知", "3": "约谈通知"}
+DECISIONS = {"extend": "延期", "park": "挂账", "reopen": "返工", "waive": "免除", "verify": "核查不通过"}
+
+
+def channel_label(channel: str) -> str:
+    return CHANNELS.get(channel, channel)
+
+
+def stage_label(stage: str) -> str:
+    """remind:3d@20260227 → 到期前 3 天提醒; level:2:repeat:1 → 督办通知（第 2 次送达）; and so on."""
+    if found := re.fullmatch(r"remind:(-?\d+)d(@\d{8})?", stage):
+        days = int(found.group(1))
+        return "到期当天提醒" if days <= 0 else f"到期前 {days} 天提醒"
+    if found := re.fullmatch(r"level:(\d)(?::repeat:(\d+))?", stage):
+        repeat = f"（第 {int(found.group(2)) + 1} 次送达）" if found.group(2) else ""
+        return LEVELS.get(found.group(1), "升级通知") + repeat
+    if found := re.fullmatch(r"decision:(\w+)@\d+", stage):
+        return f"事项变更（{DECISIONS.get(found.group(1), found.group(1))}）"
+    prefixes = {
+        "digest": "提醒汇总",
+        "notices": "升级通知汇总",
+        "cc": "升级通知抄送",
+        "moved": "变更通知",
+        "finding": "整改通知",
+    }
+    return prefixes.get(stage.split(":", 1)[0], stage)
