@@ -113,9 +113,18 @@ def plan(
     duty: Annotated[list[str] | None, typer.Option("--duty", help="只排期这些任务（可重复）")] = None,
     at: AtOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="只列出将新增和将改期的事项，不写入")] = False,
+    backlog: Annotated[
+        str,
+        typer.Option(
+            "--backlog",
+            help="截止已过的事项：ignore 只补录（默认）、remind 补录并通知各单位一次、escalate 补录并进入督办阶梯",
+        ),
+    ] = "ignore",
     as_json: JsonOption = False,
 ) -> None:
     """把截止日期落在区间内的任务写入台账；可重复运行，不会重复写入。日历变更后，先按新日历调整未完成事项的截止时间。"""
+    if backlog not in steps.BACKLOG:
+        fail(f"--backlog 只能是 {'|'.join(steps.BACKLOG)}", 2)
     first, last = day(start, "--from"), day(end, "--to")
     assert first is not None and last is not None
     if last < first:
@@ -130,19 +139,23 @@ def plan(
         ctx = runtime.make_context(session, program)
         steps.sync_program(session, program, at=when)
         only = set(duty) if duty else None
-        report = steps.plan_report(session, ctx, start=first, end=last, at=when, only=only, dry_run=dry_run)
+        report = steps.plan_report(
+            session, ctx, start=first, end=last, at=when, only=only, dry_run=dry_run, backlog=backlog
+        )
     zone = get_settings().zone
     if as_json:
         moves = [move.json(zone) for move in report.moves]
-        emit_json({"from": first.isoformat(), "to": last.isoformat(), "added": report.added, "moves": moves})
+        added = {"added": report.added, "backlog": report.backlog, "backlog_policy": backlog}
+        emit_json({"from": first.isoformat(), "to": last.isoformat(), **added, "moves": moves})
         return
+    past = f"其中 {report.backlog} 项截止时间已过（往期补录）：{steps.BACKLOG[backlog]}。" if report.backlog else ""
     if dry_run:
-        out.print(f"（演练，未写入）将新增 {report.added} 条任务（{first} 至 {last}）。")
+        out.print(f"（演练，未写入）将新增 {report.added} 条任务（{first} 至 {last}）。{past}", highlight=False)
         for line in moves_lines(report.moves, zone):
             out.print(line, highlight=False)
         out.print(describe_moves(report.moves, planned=True))
         return
-    out.print(f"新增 {report.added} 条任务（{first} 至 {last}）。")
+    out.print(f"新增 {report.added} 条任务（{first} 至 {last}）。{past}", highlight=False)
     if report.moves:
         out.print(describe_moves(report.moves))
 

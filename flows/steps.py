@@ -172,6 +172,16 @@ PLANNED_RANGE = "planned_range"
 class PlanReport:
     added: int = 0
     moves: list[Move] = field(default_factory=list)
+    backlog: int = 0  # of the added, those already past their due date when planned
+
+
+# Planning into the past (duties plan --from a past date) asks what the past items should do.
+BACKLOG = {
+    "ignore": "只补录到台账，显示为逾期，不提醒、不升级；管理部门可延期或免除",
+    "remind": "补录，并向每个单位发送一条补录通知（列出各项及确认链接），不升级",
+    "escalate": "补录，并按督办阶梯计时：下次心跳即发出交办通知（每个单位合并为一条）",
+}
+BACKLOG_FLAG = "往期补录"
 
 
 def plan(
@@ -193,13 +203,15 @@ def plan_report(
     at: datetime,
     only: Collection[str] | None = None,
     dry_run: bool = False,
+    backlog: str | None = None,
 ) -> PlanReport:
     """Re-date what the calendars now compute differently, then write the occurrences due between start and end.
 
     The store remembers which days the current calendars have been planned for, so a tick plans only the days its
     horizon newly reaches: its cost follows the new days, not the size of the ledger or of the horizon. When a
     duty's date rule or a year's working days changed, planned items are re-dated first (flows/redate.py).
-    ``dry_run`` computes the same and writes nothing.
+    ``dry_run`` computes the same and writes nothing. ``backlog`` (a key of BACKLOG) says what items already past
+    their due date do; without it (a tick, which plans from today) they are treated like any other.
     """
     marker = plan_marker(ctx) if only is None else None
     planned = _planned_range(session, marker)
@@ -213,16 +225,59 @@ def plan_report(
             if only is None or duty.id in only
             for row in _duty_rows(session, ctx, duty, window_start, window_end, at=at)
         ]
+        if backlog is not None:
+            report.backlog += _mark_backlog(rows, backlog, at)
         if not dry_run:
             insert_ignoring_conflicts(session, Occurrence, rows)
         report.added += len(rows)
     if dry_run:
         session.rollback()
         return report
+    if backlog == "remind" and report.backlog:
+        tell_backlog(session, ctx, at=at)
     if marker is not None:
         _remember_planned(session, marker, planned, start, end)
     session.commit()
     return report
+
+
+def _mark_backlog(rows: list[Row], policy: str, at: datetime) -> int:
+    """Flag the rows already past their due date; stop their clocks unless the ladder is to run. Returns how many."""
+    past = [row for row in rows if row["due_at"] <= at]
+    for row in past:
+        row["flags"] = [*row["flags"], BACKLOG_FLAG]
+        row["next_remind_at"] = None  # a reminder before a date that has passed says nothing
+        if policy != "escalate":
+            row["next_escalate_at"] = None
+    return len(past)
+
+
+def tell_backlog(session: Session, ctx: Context, *, at: datetime) -> int:
+    """One 补录通知 per unit listing the past items this planning added. Returns how many units were told."""
+    col = Occurrence.__table__.c  # type: ignore[attr-defined]
+    query = select(Occurrence).where(col.created_at == at, col.due_at <= at, col.done_at.is_(None))
+    by_unit: dict[str, list[Occurrence]] = {}
+    for item in session.execute(query.order_by(col.unit_id, col.due_at)).scalars():
+        if BACKLOG_FLAG in item.flags:
+            by_unit.setdefault(item.unit_id, []).append(item)
+    contacts = recipients_by_unit(session, list(by_unit), roles=("staff", "leader"))
+    outgoing = Outgoing()
+    for unit_id, items in by_unit.items():
+        entries = [{"item": o, "link": confirmation_link(ctx.settings, ctx.secret, o, at=at)} for o in items]
+        text = render(
+            "messages/backlog.txt.j2",
+            unit=ctx.program.units[unit_id],
+            entries=entries,
+            unit_link=unit_link(ctx.settings, ctx.secret, unit_id, at=at, version=unit_version(items[0])),
+            programme=ctx.program.programme,
+            zone=ctx.zone,
+            at=at,
+        )
+        title, body = title_and_body(text)
+        outgoing.queue(ctx, items[0], f"backlog:{at:%Y%m%d%H%M}", contacts.get(unit_id, []), title, body, at=at)
+    outgoing.write(session)
+    session.commit()
+    return len(by_unit)
 
 
 def plan_marker(ctx: Context) -> str:
