@@ -20,7 +20,7 @@ from calendars.loader import CalendarError, Program
 from calendars.loader import check as check_calendars
 from calendars.recurrence import Period, expand
 from calendars.schema import CalendarFile, DutySpec, WorkdayFile
-from flows import cli_ladder, health, runtime, steps
+from flows import cli_ladder, health, rehearsal, runtime, steps
 from flows.cli_support import (
     AtOption,
     JsonOption,
@@ -160,10 +160,21 @@ def plan(
         out.print(describe_moves(report.moves))
 
 
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="演练：在临时副本上执行，列出将发出的消息和将占用的文号，不写入、不发送")
+]
+
+
 @app.command()
-def tick(at: AtOption = None, as_json: JsonOption = False) -> None:
+def tick(at: AtOption = None, as_json: JsonOption = False, dry_run: DryRunOption = False) -> None:
     """一次心跳：排期、发送到期提醒、升级逾期事项。"""
     when, program = moment(at), program_or_exit()
+    if dry_run:
+        with rehearsal.throwaway_store() as session:
+            steps.tick(session, runtime.make_context(session, program, send=rehearsal.Recorder()), at=when)
+            lines = rehearsal.what_happened(session, at=when, units={u: s.name for u, s in program.units.items()})
+        out.print("（演练，未写入、未发送）" + "\n".join(lines), highlight=False)
+        return
     with opened_store() as session:
         report = steps.tick(session, runtime.make_context(session, program), at=when)
     if as_json:
@@ -738,9 +749,17 @@ def dispatch(
     at: AtOption = None,
     limit: Annotated[int | None, typer.Option(help="最多发送条数")] = None,
     as_json: JsonOption = False,
+    dry_run: DryRunOption = False,
 ) -> None:
     """发送发件箱中到期的消息（待发送和到点重试的），可多个进程同时运行。"""
     when = moment(at)
+    if dry_run:
+        units = {u: spec.name for u, spec in program_or_exit().units.items()}
+        with rehearsal.throwaway_store() as session:
+            outbox.dispatch(session, rehearsal.Recorder(), at=when, limit=limit)
+            lines = rehearsal.what_happened(session, at=when, units=units)
+        out.print("（演练，未写入、未发送）" + "\n".join(lines), highlight=False)
+        return
     with opened_store() as session:
         report = outbox.dispatch(session, send_apprise, at=when, limit=limit)
     if as_json:

@@ -13,7 +13,7 @@ import typer
 from sqlalchemy import select
 from sqlmodel import Session
 
-from flows import actions, inspections, ladder, runtime
+from flows import actions, inspections, ladder, rehearsal, runtime
 from flows.actions import ActionError
 from flows.cli_support import (
     AtOption,
@@ -35,9 +35,12 @@ from store.settings import get_settings
 
 
 @contextmanager
-def acting() -> Iterator[tuple[Session, Context]]:
-    """The store and the steps' context for a command that acts; a refusal is printed in Chinese, not raised."""
-    with opened_store() as session:
+def acting(*, dry_run: bool = False) -> Iterator[tuple[Session, Context]]:
+    """The store and the steps' context for a command that acts; a refusal is printed in Chinese, not raised.
+
+    ``dry_run``: a throwaway store, so the command can say what it would do (flows/rehearsal.py).
+    """
+    with rehearsal.throwaway_store() if dry_run else opened_store() as session:
         try:
             yield session, runtime.make_context(session, program_or_exit())
         except (InspectionError, LadderError, ActionError) as refusal:
@@ -189,17 +192,18 @@ def approve(
     reject: Annotated[bool, typer.Option("--reject", help="不予升级（需 --reason）")] = False,
     reason: Annotated[str, typer.Option("--reason", help="不予升级的理由")] = "",
     at: AtOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="演练：说明将占用的文号，不写入")] = False,
 ) -> None:
     """审批一项升级：通过则编号并发出通知；--reject 则退回下一级并重新计时。"""
     when = moment(at)
-    with acting() as (session, ctx):
+    with acting(dry_run=dry_run) as (session, ctx):
         if reject:
             ladder.reject(session, ctx, escalation_id=escalation, reason=reason, actor=CLI, at=when)
             done = "已不予升级。"
         else:
             issued = ladder.approve(session, ctx, escalation_id=escalation, actor=CLI, at=when)
             done = f"已审批，通知文号 {issued.document}；通知随下次心跳（5 分钟内）与该单位的其他通知一并发出。"
-    out.print(done, highlight=False)
+    out.print(f"（演练，未写入）{done.replace('已', '将', 1)}" if dry_run else done, highlight=False)
 
 
 def talk(

@@ -62,7 +62,7 @@ def backup(engine: Engine, *, database_path: Path | None, var_dir: Path, target:
     with tempfile.TemporaryDirectory() as scratch:
         snapshot = Path(scratch) / DATABASE
         if database_path is not None:
-            _online_copy(database_path, snapshot)
+            online_copy(database_path, snapshot)
             copied = make_engine(f"sqlite:///{snapshot}")
             counts = row_counts(copied)  # of the copy itself: the live store may have moved on meanwhile
             copied.dispose()
@@ -82,7 +82,7 @@ def backup(engine: Engine, *, database_path: Path | None, var_dir: Path, target:
     return manifest
 
 
-def _online_copy(source: Path, target: Path) -> None:
+def online_copy(source: Path, target: Path) -> None:
     """SQLite's backup API: a consistent copy while other connections read and write."""
     if not source.exists():
         raise BackupError(f"找不到数据库文件：{source}")
@@ -138,7 +138,7 @@ def _put_database(snapshot: Path, database_path: Path, at: datetime) -> Path | N
     kept = None
     if database_path.exists():
         kept = database_path.with_name(f"{database_path.name}.before-restore-{at:%Y%m%d%H%M%S}")
-        _online_copy(database_path, kept)
+        online_copy(database_path, kept)
     staged = database_path.with_name(database_path.name + ".restoring")
     shutil.copyfile(snapshot, staged)
     for leftover in (Path(f"{database_path}-wal"), Path(f"{database_path}-shm")):
