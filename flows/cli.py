@@ -58,7 +58,7 @@ from store.queries import (
     occurrences_json,
     target_progress,
 )
-from store.settings import get_settings
+from store.settings import SettingsError, get_settings
 from templates.labels import channel_label, stage_label
 from web import auth, throttle
 
@@ -850,6 +850,9 @@ def receivers_command(
 def main() -> None:
     try:
         app()
+    except SettingsError as problem:  # a DUTIES_* value that cannot be used: one line, no traceback
+        err.print(str(problem), highlight=False, markup=False)
+        sys.exit(2)
     except SQLAlchemyError as exc:  # the store is unreachable or older than this version: say so, no traceback
         first_line = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         err.print(f"数据库错误：{first_line}", highlight=False, markup=False)

@@ -8,9 +8,10 @@ from __future__ import annotations
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,7 +37,10 @@ class Settings(BaseSettings):
     @field_validator("tz")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        ZoneInfo(value)  # raises for an unknown zone, so a typo fails at start-up, not at the first tick
+        try:  # a typo fails at start-up, not at the first tick
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("不是已知的时区名（如 Asia/Shanghai）") from None
         return value
 
     @field_validator("base_url")
@@ -47,7 +51,10 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_networks(cls, value: str) -> str:
-        _networks(value)  # raises for a typo, so it fails at start-up rather than trusting nobody silently
+        try:  # a typo fails at start-up rather than trusting nobody silently
+            _networks(value)
+        except ValueError:
+            raise ValueError("须为逗号分隔的 IP 地址或网段（如 127.0.0.1,10.0.0.0/8）") from None
         return value
 
     @property
@@ -67,6 +74,26 @@ def _networks(value: str) -> list[IPv4Network | IPv6Network]:
     return [ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip()]
 
 
+class SettingsError(Exception):
+    """A DUTIES_* variable that cannot be used; the message names it and says what it must be, in Chinese."""
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as problems:
+        raise SettingsError("；".join(_explain(problem) for problem in problems.errors())) from None
+
+
+def _explain(problem: ErrorDetails) -> str:
+    name = "DUTIES_" + "_".join(str(part) for part in problem["loc"]).upper()
+    limits = problem.get("ctx") or {}
+    needs = {
+        "greater_than_equal": f"须不小于 {limits.get('ge')}",
+        "greater_than": f"须大于 {limits.get('gt')}",
+        "less_than_equal": f"须不大于 {limits.get('le')}",
+        "int_parsing": "须为整数",
+        "bool_parsing": "须为 true 或 false",
+    }.get(problem["type"], str(limits.get("error") or problem["msg"]))
+    return f"环境变量 {name}={problem.get('input')!s} 无效：{needs}"

@@ -3,6 +3,9 @@ status 2, no traceback and nothing written (``tick --at 0999-12-31`` once planne
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,3 +82,27 @@ def test_the_edges_of_the_range_are_accepted(settings_env: Path) -> None:
     for args in (["workdays", "--from", "1900-01-01", "--to", "1900-01-31"], ["tick", "--at", "1900-01-01T00:00"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("DUTIES_LINK_VALID_DAYS", "-100", "环境变量 DUTIES_LINK_VALID_DAYS=-100 无效：须不小于 1"),
+        ("DUTIES_PLAN_HORIZON_DAYS", "abc", "环境变量 DUTIES_PLAN_HORIZON_DAYS=abc 无效：须为整数"),
+        ("DUTIES_SEND_WINDOWS", "maybe", "须为 true 或 false"),
+        ("DUTIES_TZ", "Mars/Base", "不是已知的时区名"),
+        ("DUTIES_TRUSTED_PROXIES", "foo", "须为逗号分隔的 IP 地址或网段"),
+    ],
+)
+def test_a_bad_environment_value_is_one_chinese_line(
+    settings_env: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    from store.settings import get_settings
+
+    monkeypatch.setenv(variable, value)
+    get_settings.cache_clear()
+    command = [str(Path(sys.executable).parent / "duties"), "occurrences"]
+    result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=60)
+    get_settings.cache_clear()
+    assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
