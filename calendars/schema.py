@@ -161,6 +161,14 @@ RRULE_PARTS = {
     "BYSETPOS",
 }
 MAX_INTERVAL = {"WEEKLY": 52, "MONTHLY": 24, "YEARLY": 10}
+# Each BY part's values: (lowest, highest, may be negative). dateutil accepts BYMONTH=13 and yields nothing; it
+# checks BYDAY and BYSETPOS itself.
+BY_RANGES = {
+    "BYMONTH": (1, 12, False),
+    "BYMONTHDAY": (1, 31, True),
+    "BYYEARDAY": (1, 366, True),
+    "BYWEEKNO": (1, 53, True),
+}
 COUNT_REFUSED = "COUNT is not allowed: it counts from the planner's anchor in 2000; end the rule with UNTIL instead"
 
 
@@ -180,6 +188,12 @@ def bounded_rrule(value: str) -> None:
     interval, most = parts.get("INTERVAL", "1"), MAX_INTERVAL[freq]
     if not interval.isdigit() or not 1 <= int(interval) <= most:
         raise ValueError(f"INTERVAL={interval} is out of range: with FREQ={freq} write 1 to {most}")
+    for name, (lowest, highest, signed) in BY_RANGES.items():
+        for value in filter(None, parts.get(name, "").split(",")):
+            number = value.lstrip("+-") if signed else value
+            if not number.isdigit() or not lowest <= int(number) <= highest:
+                sign = f"±{lowest}…{highest}" if signed else f"{lowest}…{highest}"
+                raise ValueError(f"{name}={value} is out of range: write {sign}")
 
 
 class DueSpec(Strict):

@@ -91,9 +91,17 @@ def init(at: AtOption = None) -> None:
 
 
 @app.command()
-def check(path: Annotated[Path | None, typer.Argument(help="日历文件夹，默认 DUTIES_CALENDARS")] = None) -> None:
-    """校验日历与单位文件：每个问题输出为 path:line: message，有问题时退出码为 1。"""
+def check(
+    path: Annotated[Path | None, typer.Argument(help="日历文件夹或其中一个文件，默认 DUTIES_CALENDARS")] = None,
+) -> None:
+    """校验日历与单位文件：每个问题输出为 path:line: message，有问题时退出码为 1。
+
+    给出单个文件时，在它所在的日历文件夹中与其他文件一起校验（引用的单位、阶梯在别的文件里），只列出该文件的问题。
+    """
     root = path or get_settings().calendars
+    if root.is_file():
+        _check_one_file(root)
+        return
     problems = check_calendars(root)
     sys.stdout.write("".join(f"{problem}\n" for problem in problems))
     if problems:
@@ -104,6 +112,16 @@ def check(path: Annotated[Path | None, typer.Argument(help="日历文件夹，�
         for warning in steps.unpublished_warnings(program, today, get_settings().plan_horizon_days):
             err.print(f"[yellow]警告：[/yellow]{warning}", highlight=False)
     out.print(f"{root}：校验通过。")
+
+
+def _check_one_file(path: Path) -> None:
+    configured = get_settings().calendars.resolve()
+    folder = configured if path.resolve().is_relative_to(configured) else path.resolve().parent
+    mine = [p for p in check_calendars(folder) if Path(p.split(":", 1)[0]).resolve() == path.resolve()]
+    sys.stdout.write("".join(f"{problem}\n" for problem in mine))
+    if mine:
+        fail(f"共 {len(mine)} 处问题。")
+    out.print(f"{path}：校验通过（与 {folder} 中的其他文件一起校验）。", highlight=False)
 
 
 @app.command()

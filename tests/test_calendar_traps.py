@@ -28,6 +28,11 @@ RULE = "FREQ=MONTHLY;BYMONTH=2,4,6,8,10,12"
         ("FREQ=WEEKLY;BYHOUR=1,2,3", "RRULE part BYHOUR is not allowed"),
         ("FREQ=WEEKLY;BYSECOND=1", "RRULE part BYSECOND is not allowed"),
         ("FREQ=WEEKLY;COUNT=3", "COUNT is not allowed"),
+        ("FREQ=MONTHLY;BYMONTH=13", "BYMONTH=13 is out of range: write 1…12"),  # dateutil takes it and yields nothing
+        ("FREQ=MONTHLY;BYMONTHDAY=0", "BYMONTHDAY=0 is out of range: write ±1…31"),
+        ("FREQ=YEARLY;BYWEEKNO=54", "BYWEEKNO=54 is out of range"),
+        ("FREQ=MONTHLY;BYDAY=XX", "invalid 'BYDAY': XX"),  # dateutil's own refusals, kept
+        ("FREQ=MONTHLY;BYDAY=1MO;BYSETPOS=0", "bysetpos must be between 1 and 366"),
     ],
 )
 def test_a_rule_that_would_hang_or_explode_is_refused_fast(tmp_path: Path, rrule: str, message: str) -> None:
@@ -241,3 +246,17 @@ def test_two_workday_files_for_one_year_are_refused(tmp_path: Path) -> None:
     first = write(tmp_path / "workdays", "2027.yaml", "year: 2027\nsource: 国办发明电\nholidays: [2027-02-10]\n")
     second = write(tmp_path / "workdays", "2027.yml", "year: 2027\nsource: 国办发明电\nworkdays: [2027-02-13]\n")
     assert check(tmp_path) == [f"{second}:1: a second file for 2027 (first at {first}:1): keep one"]
+
+
+def test_check_takes_a_single_file_and_reports_only_its_problems(settings_env: Path, calendars_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    duties = calendars_dir / "huzhou" / "duties.yaml"
+    text = duties.read_text(encoding="utf-8")
+    duties.write_text(text.replace("BYMONTH=2,4,6,8,10,12", "BYMONTH=2,4,6,8,10,13", 1), encoding="utf-8")
+    broken = CliRunner().invoke(app, ["check", str(duties)])
+    assert broken.exit_code == 1 and broken.stdout.startswith(f"{duties}:") and "BYMONTH=13" in broken.stdout
+    fine = CliRunner().invoke(app, ["check", str(calendars_dir / "huzhou" / "units.yaml")])
+    assert fine.exit_code == 0 and "校验通过" in fine.stdout
