@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from contextlib import nullcontext
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -46,7 +47,7 @@ from notify import outbox
 from notify.send import send_apprise
 from store import backup as backups
 from store import migrate
-from store.db import create_tables, get_engine, secret_key, session_scope, unannounced_seed
+from store.db import StoreInUse, create_tables, get_engine, secret_key, session_scope, unannounced_seed, used_alone
 from store.models import DELIVERY_STATES, LEVEL_NAMES, ROLES, STATUS_LABELS, STATUSES, Duty, Occurrence, Unit, User
 from store.queries import (
     audit,
@@ -388,12 +389,18 @@ def restore_command(
 ) -> None:
     """从备份恢复数据库与照片（请先停止服务）。被替换的数据库另存为 *.before-restore-时间。"""
     when = moment(at)
-    settings = get_settings()
+    settings, database = get_settings(), sqlite_path()
+    get_engine.cache_clear()
     try:
-        manifest, kept = backups.restore(source, database_path=sqlite_path(), var_dir=settings.var_dir, at=when)
+        with used_alone(database) if database is not None else nullcontext():
+            manifest, kept = backups.restore(source, database_path=database, var_dir=settings.var_dir, at=when)
     except backups.BackupError as problem:
         fail(str(problem))
-    get_engine.cache_clear()
+    except StoreInUse:
+        fail(
+            "数据库正在使用中（Web 服务、Prefect 工作进程或正在运行的心跳），未做任何恢复。"
+            "请先停止 duties serve、Web 服务和所有工作进程，再运行 duties restore。"
+        )
     restored = backups.row_counts(get_engine())
     lost = {t: n for t, n in manifest.counts.items() if restored.get(t) != n}
     if lost:

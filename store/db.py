@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
@@ -32,13 +34,55 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            from pathlib import Path
-
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            mark_in_use(Path(path))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+# ---------------------------------------------------------------- in use (SQLite)
+
+_IN_USE: dict[Path, IO[str]] = {}
+
+
+class StoreInUse(Exception):
+    """Another process (the web app, a worker, a tick) has the SQLite store open."""
+
+
+def _marker(database: Path) -> Path:
+    return database.with_name(database.name + ".inuse")
+
+
+def mark_in_use(database: Path) -> None:
+    """Hold a shared lock on ``DB.inuse`` for as long as this process lives, so a restore can see the store is open.
+
+    Every process that opens the store takes it (the web app, workers, each command); a restore needs it alone
+    (``used_alone``). Waits while a restore runs: a tick started during a restore then reads the restored store.
+    """
+    key = database.resolve()
+    if key in _IN_USE:
+        return
+    handle = _marker(key).open("a")
+    fcntl.flock(handle, fcntl.LOCK_SH)
+    _IN_USE[key] = handle
+
+
+@contextmanager
+def used_alone(database: Path) -> Iterator[None]:
+    """The SQLite store to this process alone, or StoreInUse: nobody else may read or write it meanwhile."""
+    key = database.resolve()
+    own = _IN_USE.pop(key, None)
+    if own is not None:
+        own.close()  # this process's own shared lock would stand in its way
+    key.parent.mkdir(parents=True, exist_ok=True)
+    with _marker(key).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreInUse(str(database)) from None
+        yield
 
 
 @lru_cache

@@ -88,3 +88,30 @@ def test_a_damaged_backup_is_refused_and_changes_nothing(
     not_ours.write_bytes(b"hello")
     assert "不是 duties 的备份文件" in runner.invoke(cli, ["restore", str(not_ours)]).stderr
     assert backup.row_counts(db.get_engine()) == counts
+
+
+def test_a_restore_is_refused_while_another_process_has_the_store_open(sqlite_store: str, tmp_path: Path) -> None:
+    """Issue 18, defect 9: the web app would keep writing to the replaced file and later writes would be lost."""
+    import os
+    import subprocess
+    import sys
+
+    runner = CliRunner()
+    archive = tmp_path / "store.tar.gz"
+    made = runner.invoke(cli, ["backup", str(archive), "--at", "2026-02-04T09:00"])
+    assert made.exit_code == 0, made.output
+    holder = "from store.db import get_engine; get_engine(); print('open', flush=True); import sys; sys.stdin.read()"
+    web = subprocess.Popen(
+        [sys.executable, "-c", holder], env=os.environ.copy(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert web.stdout is not None and web.stdout.readline().strip() == "open"  # it holds the store now
+        database = Path(sqlite_store.split("///", 1)[1])
+        before = database.stat().st_mtime_ns
+        refused = runner.invoke(cli, ["restore", str(archive), "--at", "2026-02-05T09:00"])
+        assert refused.exit_code == 1 and "数据库正在使用中" in refused.stderr and "请先停止" in refused.stderr
+        assert database.stat().st_mtime_ns == before and not list(tmp_path.rglob("*.before-restore-*"))
+    finally:
+        web.communicate("")  # the service stops
+    restored = runner.invoke(cli, ["restore", str(archive), "--at", "2026-02-05T09:00"])
+    assert restored.exit_code == 0, restored.stderr
