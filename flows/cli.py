@@ -724,15 +724,16 @@ def targets(at: AtOption = None, as_json: JsonOption = False) -> None:
         return
     table = Table("id", "目标", "单位", "完成", "目标值", "按进度应完成", "截止", "状态")
     for item in items:
+        level = item["mode"] == "level"
         table.add_row(
             str(item["id"]),
             item["title"],
             item["unit_name"],
-            f"{item['achieved']:g}",
+            f"{item['achieved']:g}" + ("（最新）" if level else "（累计）"),
             f"{item['required']:g} {item['measure']}",
-            f"{item['expected']:g}",
+            "—" if level else f"{item['expected']:g}",
             item["due"][:10],
-            "正常" if item["on_track"] else "落后",
+            ("达标" if item["on_track"] else "未达标") if level else ("正常" if item["on_track"] else "落后"),
         )
     out.print(table)
 

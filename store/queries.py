@@ -296,18 +296,26 @@ def target_progress(session: Session, *, at: datetime, zone: Any) -> list[dict[s
     """Each target occurrence with what is achieved and what a steady pace would have achieved by ``at``."""
     items = []
     for occurrence, duty, unit in find_occurrences(session, at=at, kind="target"):
-        span = (occurrence.due_at - occurrence.starts_at).total_seconds()
-        elapsed = min(max((at - occurrence.starts_at).total_seconds(), 0.0), span)
-        expected = round(occurrence.required * elapsed / span, 1) if span > 0 else occurrence.required
+        mode = duty.spec["target"].get("mode", "cumulative")
+        # A level (亮灯率 98 %) is judged against its goal as it stands: a pro-rata line means nothing for a rate.
+        expected = occurrence.required if mode == "level" else _pro_rata(occurrence, at)
         item = occurrence_json(occurrence, duty, unit, at=at, zone=zone)
         item.update(
             measure=duty.spec["target"]["measure"],
+            mode=mode,
             expected=expected,
             on_track=occurrence.achieved >= expected,
             start=occurrence.starts_at.astimezone(zone).date().isoformat(),
         )
         items.append(item)
     return items
+
+
+def _pro_rata(occurrence: Occurrence, at: datetime) -> float:
+    """What a steady pace from the period's start would have achieved by ``at``."""
+    span = (occurrence.due_at - occurrence.starts_at).total_seconds()
+    elapsed = min(max((at - occurrence.starts_at).total_seconds(), 0.0), span)
+    return round(occurrence.required * elapsed / span, 1) if span > 0 else occurrence.required
 
 
 def find_deliveries(session: Session, *, statuses: Sequence[str], limit: int | None = 200) -> list[Delivery]:

@@ -298,7 +298,7 @@ def test_reminders_say_what_a_quota_or_target_still_needs(session: Session, ctx:
     report_progress(session, item, amount=37, at=local("2026-09-01T10:00"), form_id="a", note="")
     steps.remind(session, ctx, at=local("2026-10-01T09:30"))  # the 92-day reminder
     body = session.execute(select(col(Delivery.body)).limit(1)).scalar_one()
-    assert "目标：100 个“美丽小区”；目前已报送 37。" in body and "报送进度" in body
+    assert "目标：100 个“美丽小区”；目前累计报送 37。" in body and "报送进度" in body
     plan_only(session, ctx, "market-spot-check", date(2026, 3, 2), date(2026, 3, 8), at=local("2026-03-01T08:00"))
     steps.remind(session, ctx, at=local("2026-03-02T09:30"))
     quota_reminder = select(col(Delivery.body)).where(col(Delivery.stage) == "remind:4d@20260306").limit(1)
