@@ -188,7 +188,7 @@ def test_target_progress_is_reported_through_the_link(session: Session, ctx: Con
     try:
         with TestClient(app) as client:
             page = client.get(path)
-            assert 'name="amount"' in page.text and "报送进度" in page.text
+            assert 'name="amount"' in page.text and "报送本次新增完成数量" in page.text
             bad = client.post(path, data={"amount": "很多", "note": "六条街巷", "form_id": "x1"})
             assert bad.status_code == 400 and "请填写本次完成的数量" in bad.text and "六条街巷" in bad.text
             good = client.post(path, data={"amount": "6", "note": "六条街巷", "form_id": "x2"})
@@ -298,7 +298,7 @@ def test_reminders_say_what_a_quota_or_target_still_needs(session: Session, ctx:
     report_progress(session, item, amount=37, at=local("2026-09-01T10:00"), form_id="a", note="")
     steps.remind(session, ctx, at=local("2026-10-01T09:30"))  # the 92-day reminder
     body = session.execute(select(col(Delivery.body)).limit(1)).scalar_one()
-    assert "目标：100 个“美丽小区”；目前累计报送 37。" in body and "报送进度" in body
+    assert "目标：100 个“美丽小区”；目前累计报送 37。" in body and "报送本次新增完成数量" in body
     plan_only(session, ctx, "market-spot-check", date(2026, 3, 2), date(2026, 3, 8), at=local("2026-03-01T08:00"))
     steps.remind(session, ctx, at=local("2026-03-02T09:30"))
     quota_reminder = select(col(Delivery.body)).where(col(Delivery.stage) == "remind:4d@20260306").limit(1)
