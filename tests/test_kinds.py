@@ -188,7 +188,7 @@ def test_target_progress_is_reported_through_the_link(session: Session, ctx: Con
     try:
         with TestClient(app) as client:
             page = client.get(path)
-            assert 'name="amount"' in page.text and "报送本次新增完成数量" in page.text
+            assert 'name="amount"' in page.text and "报送进度" in page.text
             bad = client.post(path, data={"amount": "很多", "note": "六条街巷", "form_id": "x1"})
             assert bad.status_code == 400 and "请填写本次完成的数量" in bad.text and "六条街巷" in bad.text
             good = client.post(path, data={"amount": "6", "note": "六条街巷", "form_id": "x2"})
