@@ -423,6 +423,51 @@ def act(
     return RedirectResponse(f"/desk/items/{occurrence_id}#timeline", status_code=303)
 
 
+BULK_ACTIONS = ("extend", "park", "waive")
+BULK_MOST = 500
+
+
+@router.post("/items/bulk", response_class=HTMLResponse)
+def bulk_action(
+    request: Request,
+    session: SessionDep,
+    at: NowDep,
+    user: UserDep,
+    csrf: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form(max_length=actions.MAX_REASON)] = "",
+    due: Annotated[str, Form()] = "",
+    review_on: Annotated[str, Form()] = "",
+    ids: Annotated[list[int] | None, Form()] = None,
+) -> Response:
+    """One action with one reason on the selected items; each item is decided, audited and told on its own."""
+    refused = check_csrf(request, csrf)
+    if refused:
+        return refused
+    chosen = list(dict.fromkeys(ids or []))
+    if action not in BULK_ACTIONS or not chosen or len(chosen) > BULK_MOST:
+        return problem_page(400, "无法批量处理", f"请勾选 1 至 {BULK_MOST} 项，并选择延期、挂账或免除。")
+    done, skipped = 0, []
+    form = {"reason": reason, "due": due, "review_on": review_on}
+    for occurrence_id in chosen:
+        if scoped_item(session, auth.scope_of(user), occurrence_id, at=at) is None:
+            skipped.append(f"{occurrence_id}：事项不存在")
+            continue
+        try:
+            take_action(session, action, occurrence_id, form, actor=f"user:{user.username}", at=at, role=user.role)
+            done += 1
+        except ActionError as refusal:
+            session.rollback()
+            skipped.append(f"{occurrence_id}：{refusal}")
+    label = actions.ACTIONS[action]
+    summary = f"已对 {done} 项{label}（每项各记一条操作记录，并已通知责任单位）。"
+    if skipped:
+        summary += f"未处理 {len(skipped)} 项：" + "；".join(skipped)
+    return page(
+        "message.html", 200 if done else 400, title=f"批量{label}", message=summary, kind="" if done else "error"
+    )
+
+
 def take_action(
     session: Session,
     action: str,
