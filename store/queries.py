@@ -208,6 +208,7 @@ def _occurrence_query(
     district: str | None = None,
     level: int | None = None,
     hide_unannounced: bool = False,
+    q: str | None = None,
 ) -> Any:
     col = Occurrence.__table__.c  # type: ignore[attr-defined]
     duties, units = Duty.__table__.c, Unit.__table__.c  # type: ignore[attr-defined]
@@ -226,11 +227,19 @@ def _occurrence_query(
         (status, lambda: status_condition(status or "", at)),
         (start, lambda: col.due_at >= start),
         (end, lambda: col.due_at < end),
+        (q, lambda: _matching(q or "", col, units)),
     ]
     for wanted, condition in conditions:
         if wanted:
             query = query.where(condition())
     return query
+
+
+def _matching(text: str, col: Any, units: Any) -> Any:
+    """A search box: an item's id, or words in its title or its unit's name (LIKE, with % and _ taken literally)."""
+    words = text.strip()
+    found = or_(col.title.contains(words, autoescape=True), units.name.contains(words, autoescape=True))
+    return or_(col.id == int(words), found) if words.isdigit() and len(words) < 19 else found
 
 
 def occurrences_json(session: Session, *, at: datetime, zone: Any, **filters: Any) -> list[dict[str, Any]]:
