@@ -318,3 +318,28 @@ def test_district_manager_sees_only_its_district_in_the_browser_and_the_api(
     session.expire_all()
     assert list(session.execute(select(Talk)).scalars()) == []
     assert list(session.execute(select(AuditEvent).where(col(AuditEvent.actor).like("%wuxing%"))).scalars()) == []
+
+
+def test_a_city_manager_approves_a_yuetan_on_a_phone(
+    phone_page: Page, screenshot: Screenshot, session: Session, ctx: Context, february: dict[str, Unit]
+) -> None:
+    """Issue 18: the approvals page fits 390 px without sideways scrolling, tells approve from reject, and says what
+    was done."""
+    add_manager(session, "city-boss")
+    steps.escalate(session, ctx, at=local("2026-02-26T17:00"))  # W06's 督办 deadline: five 约谈 wait
+    page = phone_page
+    with serving(local("2026-02-27T09:00")) as base:
+        log_in_browser(page, base, "city-boss")
+        page.goto(f"{base}/desk/approvals")
+        cards = page.locator("#approvals section[data-escalation]")
+        expect(cards).to_have_count(5)
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE_WIDTH  # no sideways scrolling
+        approve, reject = cards.first.locator("button.approve"), cards.first.locator("button.reject")
+        assert approve.evaluate("b => getComputedStyle(b).backgroundColor") != reject.evaluate(
+            "b => getComputedStyle(b).backgroundColor"
+        )
+        screenshot(page, "approvals-phone")
+        approve.click()
+        expect(page.locator("#done")).to_contain_text("已同意约谈：文号 湖城管谈〔2026〕1号")
+        expect(cards).to_have_count(4)
+        screenshot(page, "approved")

@@ -16,7 +16,7 @@ from flows import inspections, ladder, runtime
 from flows.common import Context
 from flows.inspections import InspectionError, Responsible
 from flows.ladder import LadderError
-from store.models import Campaign, Finding, Unit, User
+from store.models import Campaign, Escalation, Finding, Unit, User
 from store.settings import get_settings
 from web.common import NowDep, RowId, SessionDep, problem_page, program
 from web.desk import UserDep, check_csrf, desk_page
@@ -47,7 +47,20 @@ def approvals(request: Request, session: SessionDep, at: NowDep, user: UserDep) 
     if refused:
         return refused
     units = {u.id: u.name for u in session.execute(select(Unit)).scalars()}
-    return desk_page(request, user, "approvals.html", at=at, rows=ladder.pending(session), units=units, error="")
+    done = _what_was_done(session, request.query_params.get("done", ""))
+    rows = ladder.pending(session)
+    return desk_page(request, user, "approvals.html", at=at, rows=rows, units=units, error="", done=done)
+
+
+def _what_was_done(session: Session, done: str) -> str:
+    """The banner after a decision (?done=approved:ID or rejected:ID), so the manager sees what happened."""
+    decision, _, number = done.partition(":")
+    escalation = session.get(Escalation, int(number)) if number.isdigit() and len(number) < 19 else None
+    if decision == "approved" and escalation is not None and escalation.document:
+        return f"已同意{escalation.name}：文号 {escalation.document}，通知随下次心跳（5 分钟内）发给单位。"
+    if decision == "rejected":
+        return "已不予升级：事项停留在当前级别并重新计时，理由已记入操作记录。"
+    return ""
 
 
 @router.post("/approvals/{escalation_id}/{decision}", response_class=HTMLResponse)
@@ -76,8 +89,10 @@ def decide(
         session.rollback()
         units = {u.id: u.name for u in session.execute(select(Unit)).scalars()}
         rows = ladder.pending(session)
-        return desk_page(request, user, "approvals.html", 400, at=at, rows=rows, units=units, error=str(problem))
-    return RedirectResponse("/desk/approvals", status_code=303)
+        page = "approvals.html"
+        return desk_page(request, user, page, 400, at=at, rows=rows, units=units, error=str(problem), done="")
+    outcome = "approved" if decision == "approve" else "rejected"
+    return RedirectResponse(f"/desk/approvals?done={outcome}:{escalation_id}", status_code=303)
 
 
 # ---------------------------------------------------------------- campaigns
