@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from typing import Any, ClassVar
 
@@ -79,16 +80,35 @@ def _base_from(results: dict[str, Any] | None) -> dict[str, Any] | None:
     return results
 
 
+LINK = re.compile(r"https?://\S+/(?:c|u)/\S+")
+
+
+def action_card(title: str, body: str, mobiles: list[str]) -> dict[str, Any]:
+    """A DingTalk message a clerk can act on from the phone: an ActionCard with the message and a button to the
+    item (or the unit's page), @-mentioning the unit's named contacts (numbers in the contact URL). Without a link,
+    plain text. A mention only notifies when the number appears in the text too."""
+    mentions = " ".join(f"@{mobile}" for mobile in mobiles)
+    text = f"{title}\n{body}" if title else body
+    links = LINK.findall(body)
+    if not links:
+        return {"msgtype": "text", "text": {"content": f"{text}\n{mentions}".strip()}, "at": {"atMobiles": mobiles}}
+    # The button opens the item, or the unit's page when the message lists several items.
+    items = [link for link in links if "/c/" in link]
+    target = items[0] if len(items) == 1 else next((link for link in links if "/u/" in link), links[0])
+    # Markdown keeps a line break only as "  \n".
+    markdown = "  \n".join(line for line in f"### {title}\n{body}".splitlines()) + (
+        f"  \n{mentions}" if mentions else ""
+    )
+    card = {"title": title or body[:30], "text": markdown, "singleTitle": "打开办理", "singleURL": target}
+    return {"msgtype": "actionCard", "actionCard": card, "at": {"atMobiles": mobiles, "isAtAll": False}}
+
+
 class DingTalkBot(_BodyChecked, NotifyDingTalk):
     service = "DingTalk"
     default_base = "https://oapi.dingtalk.com"
 
     def send(self, body: str, title: str = "", notify_type: Any = None, **kwargs: Any) -> bool:  # type: ignore[override]
-        payload = {
-            "msgtype": "text",
-            "text": {"content": f"{title}\n{body}" if title else body},
-            "at": {"atMobiles": self.targets, "isAtAll": False},
-        }
+        payload = action_card(title, body, [str(mobile) for mobile in self.targets])
         params = {"access_token": self.token}
         if self.secret:
             stamp = str(round(time.time() * 1000))

@@ -74,7 +74,8 @@ def test_reminder_link_confirmation_and_escalation(web: str, fresh_inbox: Inbox,
     mail = next(m for m in fresh_inbox.mails if m.recipients == ["wuxing-msb@demo.huzhou.local"])
     assert "市场清扫保洁质量抽查" in mail.subject and "附件1 第6项 举措2" in mail.body
     bot = next(p for p in fresh_inbox.posts if p.path.startswith("/dingtalk/wuxing-msb/robot/send?access_token="))
-    assert link_in(bot.payload["text"]["content"], web) == link_in(mail.body, web)
+    card = bot.payload["actionCard"]  # a card with a button to the item, for the clerk's phone
+    assert card["singleURL"] == link_in(mail.body, web) and link_in(card["text"], web) == card["singleURL"]
 
     link = link_in(mail.body, web)
     with time_machine.travel(local("2026-02-03T10:00"), tick=True):

@@ -347,3 +347,25 @@ def test_the_local_demo_can_send_at_any_hour(
         night = local("2026-02-09T22:00")
         steps.escalate(session, ctx, at=night)
         assert steps.dispatch(session, ctx, at=night).sent == len(deliveries(session)) > 0
+
+
+def test_a_dingtalk_message_with_a_link_is_a_card_with_a_button_and_mentions_its_people(
+    ledger: Session, fresh_inbox: Inbox
+) -> None:
+    """Issue 18: a clerk on a phone taps a button, and the unit's named contacts are @-mentioned."""
+    base = f"http://127.0.0.1:{fresh_inbox.http_port}"
+    item, unit_page = "http://127.0.0.1:8000/c/abc.def", "http://127.0.0.1:8000/u/ghi.jkl"
+    contact = Contact(unit_id="u", name="bot", channel="dingtalk", url=f"dingtalk://tok/13800000000?base={base}/card")
+    ledger.add(contact)
+    ledger.flush()
+    body = f"请完成后确认：\n{item}\n本单位全部待办事项：{unit_page}\n"
+    outbox.queue(
+        ledger, occurrence_id=1, stage="remind:3d", contacts=[contact], title="【工作提醒】抽查", body=body, at=AT
+    )
+    ledger.commit()
+    assert outbox.dispatch(ledger, send_apprise, at=AT).sent == 1
+    (post,) = fresh_inbox.posts
+    card = post.payload["actionCard"]
+    assert post.payload["msgtype"] == "actionCard" and card["singleURL"] == item and card["singleTitle"] == "打开办理"
+    assert "@13800000000" in card["text"] and post.payload["at"]["atMobiles"] == ["13800000000"]
+    assert "  \n" in card["text"] and unit_page in card["text"]  # every line kept, every link still there
