@@ -186,12 +186,12 @@ def bounded_rrule(value: str) -> None:
     if freq not in MAX_INTERVAL:
         raise ValueError(f"FREQ={freq} is not allowed: write FREQ=WEEKLY, FREQ=MONTHLY or FREQ=YEARLY")
     interval, most = parts.get("INTERVAL", "1"), MAX_INTERVAL[freq]
-    if not interval.isdigit() or not 1 <= int(interval) <= most:
+    if not re.fullmatch(r"[0-9]{1,3}", interval) or not 1 <= int(interval) <= most:
         raise ValueError(f"INTERVAL={interval} is out of range: with FREQ={freq} write 1 to {most}")
     for name, (lowest, highest, signed) in BY_RANGES.items():
         for value in filter(None, parts.get(name, "").split(",")):
             number = value.lstrip("+-") if signed else value
-            if not number.isdigit() or not lowest <= int(number) <= highest:
+            if not re.fullmatch(r"[0-9]{1,3}", number) or not lowest <= int(number) <= highest:
                 sign = f"±{lowest}…{highest}" if signed else f"{lowest}…{highest}"
                 raise ValueError(f"{name}={value} is out of range: write {sign}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -239,7 +240,7 @@ def _matching(text: str, col: Any, units: Any) -> Any:
     """A search box: an item's id, or words in its title or its unit's name (LIKE, with % and _ taken literally)."""
     words = text.strip()
     found = or_(col.title.contains(words, autoescape=True), units.name.contains(words, autoescape=True))
-    return or_(col.id == int(words), found) if words.isdigit() and len(words) < 19 else found
+    return or_(col.id == int(words), found) if re.fullmatch(r"[0-9]{1,18}", words) else found
 
 
 def occurrences_json(session: Session, *, at: datetime, zone: Any, **filters: Any) -> list[dict[str, Any]]:

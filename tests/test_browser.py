@@ -194,7 +194,7 @@ def test_city_manager_filters_overdue_extends_and_records_a_talk(
 
         first = rows.first
         item_id = int(first.get_attribute("data-id") or 0)
-        first.locator("td").nth(1).get_by_role("link").click()
+        first.locator("td").nth(2).get_by_role("link").click()
         expect(page).to_have_url(f"{base}/desk/items/{item_id}")
         expect(page.locator("#status")).to_have_text("已逾期")
         expect(page.locator("#level")).to_have_text("督办")
@@ -277,7 +277,7 @@ def test_district_manager_sees_only_its_district_in_the_browser_and_the_api(
         shown = listed_ids(page)
         assert set(shown) == wuxing
         assert all(district_of(february[o.unit_id]) == "wuxing" for o in items if o.id in shown)
-        names = page.locator("#items tbody tr[data-id] td:nth-child(3)").all_inner_texts()
+        names = page.locator("#items tbody tr[data-id] td:nth-child(4)").all_inner_texts()
         assert set(names) <= {u.name for u in february.values() if district_of(u) == "wuxing"}
         units_offered = page.locator("#filter-unit option").evaluate_all("options => options.map(o => o.value)")
         assert [u for u in units_offered if u] and all(district_of(february[u]) == "wuxing" for u in units_offered if u)

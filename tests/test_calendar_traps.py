@@ -260,3 +260,11 @@ def test_check_takes_a_single_file_and_reports_only_its_problems(settings_env: P
     assert broken.exit_code == 1 and broken.stdout.startswith(f"{duties}:") and "BYMONTH=13" in broken.stdout
     fine = CliRunner().invoke(app, ["check", str(calendars_dir / "huzhou" / "units.yaml")])
     assert fine.exit_code == 0 and "校验通过" in fine.stdout
+
+
+def test_digits_that_are_not_ascii_are_refused_not_crashed_on(tmp_path: Path) -> None:
+    write(tmp_path, "units.yaml", UNITS)
+    write(tmp_path, "ladders.yaml", LADDER)
+    write(tmp_path, "duties.yaml", DUTY.replace(RULE, "FREQ=MONTHLY;BYMONTH=²"))
+    (problem,) = check(tmp_path)
+    assert "BYMONTH" in problem or "RRULE" in problem

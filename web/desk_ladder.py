@@ -3,6 +3,7 @@ the four lists as XLSX and CSV. District managers see their items on /desk/items
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -55,7 +56,7 @@ def approvals(request: Request, session: SessionDep, at: NowDep, user: UserDep) 
 def _what_was_done(session: Session, done: str) -> str:
     """The banner after a decision (?done=approved:ID or rejected:ID), so the manager sees what happened."""
     decision, _, number = done.partition(":")
-    escalation = session.get(Escalation, int(number)) if number.isdigit() and len(number) < 19 else None
+    escalation = session.get(Escalation, int(number)) if re.fullmatch(r"[0-9]{1,18}", number) else None
     if decision == "approved" and escalation is not None and escalation.document:
         return f"已同意{escalation.name}：文号 {escalation.document}，通知随下次心跳（5 分钟内）发给单位。"
     if decision == "rejected":
