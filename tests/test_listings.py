@@ -85,3 +85,21 @@ def test_the_deliveries_page_names_its_tab_counts_all_and_speaks_in_words(
 def test_every_stage_has_words(stage: str, words: str) -> None:
     assert stage_label(stage) == words
     assert channel_label("mailto") == "邮件" and channel_label("smsgw") == "短信"
+
+
+def test_the_api_says_how_many_there_are_and_where_the_next_page_is(
+    session: Session, ctx: Context, february: int, client: TestClient, now: Clock
+) -> None:
+    from tests.desk_support import api_headers
+
+    now.at = AT
+    headers = api_headers(session, "script")
+    first = client.get("/api/occurrences", params={"limit": 10}, headers=headers)
+    assert len(first.json()) == 10 and first.headers["X-Total-Count"] == str(february)
+    assert first.links["next"]["url"].endswith("offset=10")
+    seen, url = [], "/api/occurrences?limit=50"
+    while url:  # a script following the links gets every item once
+        page = client.get(url, headers=headers)
+        seen += [row["id"] for row in page.json()]
+        url = page.links.get("next", {}).get("url", "")
+    assert len(seen) == len(set(seen)) == february

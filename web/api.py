@@ -9,15 +9,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from flows.actions import ActionError
 from store.models import LEVEL_NAMES, STATUSES
-from store.queries import count_occurrences, day_bound, occurrence_json, occurrences_json
+from store.queries import count_matching, count_occurrences, day_bound, occurrence_json, occurrences_json
 from store.settings import get_settings
 from web import auth
 from web.auth import Scope
@@ -55,8 +56,9 @@ def me(scope: ScopeDep) -> Me:
     return Me(username=scope.username, role=scope.role, district=scope.district)
 
 
-@router.get("/occurrences")
+@router.get("/occurrences", response_model=list[dict[str, Any]])
 def list_occurrences(
+    request: Request,
     session: SessionDep,
     at: NowDep,
     scope: ScopeDep,
@@ -70,19 +72,35 @@ def list_occurrences(
     end: Annotated[date | None, Query(alias="to")] = None,
     limit: Limit = 1000,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> list[dict[str, Any]]:
-    """Items in the caller's scope, overdue and escalated first."""
+) -> JSONResponse:
+    """Items in the caller's scope, overdue and escalated first, one page of ``limit``.
+
+    The page says where it stands: ``X-Total-Count`` (all matching items) and, when more follow, a ``Link`` header
+    with ``rel="next"``, so a script that exports a year does not stop at the first page unawares.
+    """
     given = {"unit": unit, "duty": duty, "family": family, "district": district, "status": status, "level": level}
     filters = _filters(scope, given | {"start": start, "end": end})
     zone = get_settings().zone
-    return occurrences_json(session, at=at, zone=zone, overdue_first=True, limit=limit, offset=offset, **filters)
+    rows = occurrences_json(session, at=at, zone=zone, overdue_first=True, limit=limit, offset=offset, **filters)
+    return _page(request, rows, total=count_matching(session, at=at, **filters), offset=offset)
 
 
-@router.get("/overdue")
-def list_overdue(session: SessionDep, at: NowDep, scope: ScopeDep, limit: Limit = 1000) -> list[dict[str, Any]]:
-    """What the desk shows first: overdue items, highest level first."""
+@router.get("/overdue", response_model=list[dict[str, Any]])
+def list_overdue(
+    request: Request, session: SessionDep, at: NowDep, scope: ScopeDep, limit: Limit = 1000
+) -> JSONResponse:
+    """What the desk shows first: overdue items, highest level first (paged like /api/occurrences)."""
     filters = _filters(scope, {"status": "overdue"})
-    return occurrences_json(session, at=at, zone=get_settings().zone, overdue_first=True, limit=limit, **filters)
+    rows = occurrences_json(session, at=at, zone=get_settings().zone, overdue_first=True, limit=limit, **filters)
+    return _page(request, rows, total=count_matching(session, at=at, **filters), offset=0)
+
+
+def _page(request: Request, rows: list[dict[str, Any]], *, total: int, offset: int) -> JSONResponse:
+    headers = {"X-Total-Count": str(total)}
+    following = offset + len(rows)
+    if rows and following < total:
+        headers["Link"] = f'<{request.url.include_query_params(offset=following)}>; rel="next"'
+    return JSONResponse(rows, headers=headers)
 
 
 @router.get("/counts")
