@@ -37,6 +37,7 @@ class Mail:
     subject: str
     body: str
     key: str = ""  # the sender's idempotency key header, if any
+    sender: str = ""  # the From header as a mail client shows it, display name included
 
 
 @dataclass
@@ -114,7 +115,8 @@ class _SmtpHandler:
         part = message.get_body(preferencelist=("plain", "html"))
         body = part.get_content() if part is not None else ""
         key = str(message.get(IDEMPOTENCY_HEADER) or "")
-        self.inbox.keep_mail(Mail(list(envelope.rcpt_tos), str(message["subject"] or ""), body, key), raw)
+        sender = str(message["from"] or "")
+        self.inbox.keep_mail(Mail(list(envelope.rcpt_tos), str(message["subject"] or ""), body, key, sender), raw)
         return "250 OK"
 
 

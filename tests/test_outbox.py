@@ -369,3 +369,18 @@ def test_a_dingtalk_message_with_a_link_is_a_card_with_a_button_and_mentions_its
     assert post.payload["msgtype"] == "actionCard" and card["singleURL"] == item and card["singleTitle"] == "打开办理"
     assert "@13800000000" in card["text"] and post.payload["at"]["atMobiles"] == ["13800000000"]
     assert "  \n" in card["text"] and unit_page in card["text"]  # every line kept, every link still there
+
+
+def test_mail_comes_from_the_office_by_name(sqlite_store: str, program: object, fresh_inbox: Inbox) -> None:
+    """Issue 18: mail shows the programme's office as the sender's name, not a bare address."""
+    from calendars.loader import Program
+
+    assert isinstance(program, Program)
+    mail = next(c for unit in program.units.values() for c in unit.contacts if c.channel == "mailto")
+    assert "name=%E5%B8%82%E5%9F%8E%E7%AE%A1%E5%8A%9E" in mail.url  # 市城管办
+    assert send_apprise(mail.url, "【工作提醒】测试", "正文").ok
+    assert fresh_inbox.mails[-1].sender.startswith("市城管办 <")
+    own = mail.url.replace(
+        "name=%E5%B8%82%E5%9F%8E%E7%AE%A1%E5%8A%9E", "name=%E5%90%B4%E5%85%B4"
+    )  # 吴兴 chosen by the unit
+    assert send_apprise(own, "【工作提醒】测试", "正文").ok and fresh_inbox.mails[-1].sender.startswith("吴兴 <")
