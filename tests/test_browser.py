@@ -343,3 +343,20 @@ def test_a_city_manager_approves_a_yuetan_on_a_phone(
         expect(page.locator("#done")).to_contain_text("已同意约谈：文号 湖城管谈〔2026〕1号")
         expect(cards).to_have_count(4)
         screenshot(page, "approved")
+
+
+def test_a_notice_saves_as_pdf_with_the_office_header(
+    desk_page: Page, screenshot: Screenshot, session: Session, february: dict[str, Unit], artifacts_dir: Path
+) -> None:
+    """Issue 18: a numbered notice printed from the browser (chromium's own PDF), the office's name at its head."""
+    add_manager(session, "city-boss")
+    item = one_item(session, "market-spot-check", "wuxing-msb", "2026-W06")
+    with serving(DESK_NOW) as base:
+        log_in_browser(desk_page, base, "city-boss")
+        desk_page.goto(f"{base}/desk/items/{item.id}/notices/2")
+        expect(desk_page.locator(".office")).to_have_text("湖州市城市管理委员会办公室")
+        expect(desk_page.locator("#document")).to_contain_text("湖城管督〔2026〕")
+        screenshot(desk_page, "notice")
+        pdf = desk_page.pdf(format="A4")
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+    (artifacts_dir / "notice-duban.pdf").write_bytes(pdf)

@@ -133,3 +133,27 @@ def test_the_desk_shows_the_pending_level_beside_the_current_one_and_refuses_a_d
     refused = client.post(f"/desk/items/{item.id}/waive", data={"reason": "市场关闭", "csrf": csrf})
     assert refused.status_code == 400 and "约谈正待市级审批，区县账号不能免除" in refused.text
     assert fresh(session, item).waived_at is None and len(pending_of(session, item)) == 1
+
+
+def test_a_numbered_notice_prints_as_a_document(
+    session: Session, ctx: Context, item: Occurrence, client: TestClient, now: Clock
+) -> None:
+    """Issue 18: the notice as the document it is (office header, number, text), for printing or saving as PDF."""
+    steps.escalate(session, ctx, at=local("2026-02-09T17:00"))
+    now.at = AT
+    log_in(client, session, "boss")
+    assert f'href="/desk/items/{item.id}/notices/1"' in client.get(f"/desk/items/{item.id}").text
+    notice = client.get(f"/desk/items/{item.id}/notices/1")
+    assert notice.status_code == 200 and '<h1 class="office">湖州市城市管理委员会办公室' in notice.text
+    assert '<div class="document" id="document">湖城管交〔2026〕5号</div>' in notice.text
+    assert "2026年2月14日（周六）17:00 前完成整改" in notice.text and "window.print()" in notice.text
+    assert client.get(f"/desk/items/{item.id}/notices/2").status_code == 404  # no 督办 issued yet
+
+
+def test_a_district_cannot_print_another_districts_notice(
+    session: Session, ctx: Context, item: Occurrence, client: TestClient, now: Clock
+) -> None:
+    steps.escalate(session, ctx, at=local("2026-02-09T17:00"))
+    now.at = AT
+    log_in(client, session, "anji", district="anji")
+    assert client.get(f"/desk/items/{item.id}/notices/1").status_code == 404

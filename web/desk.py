@@ -12,13 +12,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from flows import actions, decisions, inspections, runtime
 from flows.actions import ActionError
+from flows.notices import message
 from notify import outbox
 from store.db import secret_key
 from store.models import (
@@ -365,6 +366,40 @@ def _choices(session: Session, scope: Scope) -> dict[str, list[tuple[str, str]]]
 
 def not_found() -> HTMLResponse:
     return problem_page(404, "事项不存在", "找不到该事项，或不在您的管辖范围内。")
+
+
+@router.get("/items/{occurrence_id}/notices/{level}", response_class=HTMLResponse)
+def printable_notice(
+    occurrence_id: RowId, level: Annotated[int, Path(ge=1, le=3)], session: SessionDep, at: NowDep, user: UserDep
+) -> HTMLResponse:
+    """A numbered notice as the document it is, laid out for printing or saving as PDF from the browser."""
+    found = scoped_item(session, auth.scope_of(user), occurrence_id, at=at)
+    query = select(Escalation).where(
+        col(Escalation.occurrence_id) == occurrence_id,
+        col(Escalation.level) == level,
+        col(Escalation.status) == "issued",
+    )
+    escalation = session.execute(query).scalar_one_or_none() if found else None
+    if found is None or escalation is None:
+        return problem_page(404, "通知不存在", "该事项没有这一级已发出的通知，或不在您的管辖范围内。")
+    occurrence, _, _ = found
+    ctx = runtime.make_context(session, program())
+    duty = ctx.program.duties[occurrence.duty_id]
+    ladder = ctx.program.ladders[duty.ladder]
+    issued = escalation.approved_at or escalation.at
+    title, body = message(
+        ctx,
+        "escalation",
+        occurrence,
+        duty,
+        at=issued,
+        step=ladder.levels[level - 1],
+        ladder=ladder,
+        deadline=escalation.deadline_at,
+        document=escalation.document,
+        repeat=0,
+    )
+    return page("notice.html", title=title, paragraphs=body.strip().split("\n"), escalation=escalation)
 
 
 @router.get("/items/{occurrence_id}", response_class=HTMLResponse)
