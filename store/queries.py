@@ -159,12 +159,19 @@ def find_occurrences(
     overdue_first: bool = False,
     limit: int | None = None,
     offset: int = 0,
+    sort: str = "",
     **filters: Any,
 ) -> list[tuple[Occurrence, Duty, Unit]]:
-    """Occurrences with their duty and unit; ``filters`` are those of ``_occurrence_query`` (unit, duty, status…)."""
+    """Occurrences with their duty and unit; ``filters`` are those of ``_occurrence_query`` (unit, duty, status…).
+
+    ``sort`` is a key of SORTS, "-" in front for descending; without it, the order ``overdue_first`` says.
+    """
     col = Occurrence.__table__.c  # type: ignore[attr-defined]
     query = _occurrence_query(select(Occurrence, Duty, Unit), at=at, **filters)
-    if overdue_first:  # what needs a manager first: overdue and escalated, highest level, longest overdue
+    if sort.lstrip("-") in SORTS:
+        column = SORTS[sort.lstrip("-")]()
+        query = query.order_by(column.desc() if sort.startswith("-") else column, col.id)
+    elif overdue_first:  # what needs a manager first: overdue and escalated, highest level, longest overdue
         overdue = status_condition("overdue", at)
         query = query.order_by(case((overdue, 0), else_=1), col.level.desc(), col.due_at, col.id)
     else:
@@ -174,6 +181,16 @@ def find_occurrences(
     # populate_existing: rows already loaded in this session are refreshed, so a listing never shows stale state.
     rows = session.execute(query.execution_options(populate_existing=True)).all()
     return [(row[0], row[1], row[2]) for row in rows]
+
+
+# The desk's sortable columns.
+SORTS: dict[str, Any] = {
+    "id": lambda: Occurrence.__table__.c.id,  # type: ignore[attr-defined]
+    "title": lambda: Occurrence.__table__.c.title,  # type: ignore[attr-defined]
+    "unit": lambda: Unit.__table__.c.name,  # type: ignore[attr-defined]
+    "due": lambda: Occurrence.__table__.c.due_at,  # type: ignore[attr-defined]
+    "level": lambda: Occurrence.__table__.c.level,  # type: ignore[attr-defined]
+}
 
 
 def count_matching(session: Session, *, at: datetime, **filters: Any) -> int:

@@ -51,3 +51,25 @@ def test_the_filtered_list_exports_to_excel(session: Session, ctx: Context, clie
     rows = list(sheet.iter_rows(min_row=3, values_only=True))
     assert rows and {row[4] for row in rows} == {"已逾期"} and len(rows) == len(ids_on(page))
     assert all("安吉" not in str(row[2]) for row in rows)  # a district exports its own district only
+
+
+def test_columns_sort_both_ways_and_the_order_is_kept_in_the_url(
+    session: Session, ctx: Context, client: TestClient, now: Clock
+) -> None:
+    february(session, ctx)
+    now.at = local("2026-02-10T09:00")
+    log_in(client, session, "boss")
+    listing = client.get("/desk/items").text
+    assert 'href="?sort=unit"' in listing
+    by_unit = client.get("/desk/items", params={"sort": "unit"}).text
+    names = [cell.split("</td>", 1)[0] for cell in by_unit.split('<td class="unit">')[1:]]
+    assert 'href="?sort=-unit"' in by_unit and "责任单位 ↑" in by_unit
+    ids = [int(i) for i in ids_in_order(by_unit)]
+    backwards = [int(i) for i in ids_in_order(client.get("/desk/items", params={"sort": "-id"}).text)]
+    assert backwards == sorted(backwards, reverse=True) and len(ids) == len(backwards)
+    assert len(names) == len(ids) > 1 and names == sorted(names)
+    assert client.get("/desk/items", params={"sort": "evil;drop"}).status_code == 200  # an unknown key is ignored
+
+
+def ids_in_order(page: str) -> list[str]:
+    return [part.split('"', 1)[0] for part in page.split('data-id="')[1:]]
