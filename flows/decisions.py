@@ -53,3 +53,44 @@ def tell_unit(
     contacts = recipients_of(session, [occurrence.unit_id], roles=("staff", "leader"))
     queue(session, ctx, occurrence, f"decision:{action}@{at:%Y%m%d%H%M%S}", contacts, title, body, at=at)
     return True
+
+
+def tell_units(
+    session: Session, ctx: Context, *, occurrence_ids: list[int], action: str, reason: str, at: datetime
+) -> int:
+    """The same decision on many items (a bulk action): one message per unit listing its items. Returns how many
+    units were told; the caller commits."""
+    items = [session.get(Occurrence, i, populate_existing=True) for i in occurrence_ids]
+    by_unit: dict[str, list[Occurrence]] = {}
+    for item in items:
+        if item is not None and item.duty_id in ctx.program.duties:
+            by_unit.setdefault(item.unit_id, []).append(item)
+    for unit_id, mine in by_unit.items():
+        if len(mine) == 1:
+            tell_unit(session, ctx, occurrence_id=mine[0].id or 0, action=action, reason=reason, at=at)
+            continue
+        entries = [
+            {
+                "item": item,
+                "link": confirmation_link(ctx.settings, ctx.secret, item, at=at)
+                if item.status_at(at) in ("scheduled", "due", "overdue")
+                else "",
+            }
+            for item in mine
+        ]
+        text = render(
+            "messages/decisions.txt.j2",
+            unit=ctx.program.units[unit_id],
+            entries=entries,
+            decision=DECISIONS[action],
+            action=action,
+            reason=reason.strip(),
+            unit_link=unit_link(ctx.settings, ctx.secret, unit_id, at=at, version=unit_version(mine[0])),
+            programme=ctx.program.programme,
+            zone=ctx.zone,
+            at=at,
+        )
+        title, body = title_and_body(text)
+        contacts = recipients_of(session, [unit_id], roles=("staff", "leader"))
+        queue(session, ctx, mine[0], f"decision:{action}@{at:%Y%m%d%H%M%S}", contacts, title, body, at=at)
+    return len(by_unit)

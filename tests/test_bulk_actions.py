@@ -38,7 +38,7 @@ def test_a_selection_is_waived_with_one_reason_each_audited_and_told(
         "/desk/items/bulk",
         data={"csrf": csrf, "action": "waive", "reason": "春节前集中整治，已另行检查", "ids": [str(i) for i in chosen]},
     )
-    assert done.status_code == 200 and "已对 3 项免除" in done.text
+    assert done.status_code == 200 and "已对 3 项免除" in done.text and "每个责任单位收到一条汇总通知" in done.text
     waived = [o for o in spot_checks(session) if o.id in chosen]
     assert all(o.waived_at == AT for o in waived)
     events = (
@@ -50,7 +50,9 @@ def test_a_selection_is_waived_with_one_reason_each_audited_and_told(
     )
     assert len(events) == 3 and {e.detail["reason"] for e in events} == {"春节前集中整治，已另行检查"}
     told = session.execute(select(Delivery).where(col(Delivery.stage).startswith("decision:waive"))).scalars().all()
-    assert {d.occurrence_id for d in told} == set(chosen)
+    units = {o.unit_id for o in waived}
+    assert {d.unit_id for d in told} == units  # every unit told …
+    assert len({(d.unit_id, d.occurrence_id) for d in told}) == len(units)  # … in one message, whatever its count
 
 
 def test_refusals_are_listed_by_item_and_a_district_touches_only_its_own(
@@ -72,3 +74,29 @@ def test_refusals_are_listed_by_item_and_a_district_touches_only_its_own(
     assert after[own.id or 0].due_at > own_due and after[other.id or 0].due_at == other_due
     nothing = client.post("/desk/items/bulk", data={"csrf": csrf, "action": "waive", "reason": "r"})
     assert nothing.status_code == 400 and "请勾选" in nothing.text
+
+
+def test_one_unit_with_several_selected_items_gets_one_message_listing_them(
+    session: Session, ctx: Context, client: TestClient, now: Clock
+) -> None:
+    steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 28), at=local("2026-01-20T08:00"))
+    now.at = AT
+    csrf = log_in(client, session, "boss")
+    mine = (
+        session.execute(
+            select(Occurrence).where(
+                col(Occurrence.unit_id) == "wuxing-msb", col(Occurrence.duty_id) == "market-spot-check"
+            )
+        )
+        .scalars()
+        .all()
+    )
+    chosen = [o.id for o in mine]
+    assert len(chosen) >= 3
+    form = {"csrf": csrf, "action": "extend", "due": "2026-03-06", "reason": "春节后集中补查", "ids": chosen}
+    assert client.post("/desk/items/bulk", data=form).status_code == 200
+    told = session.execute(select(Delivery).where(col(Delivery.stage).startswith("decision:extend"))).scalars().all()
+    assert {d.unit_id for d in told} == {"wuxing-msb"} and len({d.occurrence_id for d in told}) == 1
+    body = told[0].body
+    assert told[0].title.startswith(f"【事项变更】吴兴区市场监督管理局有 {len(chosen)} 项任务：同意延期")
+    assert body.count("截止时间已延至 2026年3月6日") == len(chosen) and body.count("/c/") == len(chosen)

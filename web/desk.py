@@ -533,20 +533,26 @@ def bulk_action(
     chosen = list(dict.fromkeys(ids or []))
     if action not in BULK_ACTIONS or not chosen or len(chosen) > BULK_MOST:
         return problem_page(400, "无法批量处理", f"请勾选 1 至 {BULK_MOST} 项，并选择延期、挂账或免除。")
-    done, skipped = 0, []
+    done: list[int] = []
+    skipped: list[str] = []
     form = {"reason": reason, "due": due, "review_on": review_on}
     for occurrence_id in chosen:
         if scoped_item(session, auth.scope_of(user), occurrence_id, at=at) is None:
             skipped.append(f"{occurrence_id}：事项不存在")
             continue
         try:
-            take_action(session, action, occurrence_id, form, actor=f"user:{user.username}", at=at, role=user.role)
-            done += 1
+            actor = f"user:{user.username}"
+            take_action(session, action, occurrence_id, form, actor=actor, at=at, role=user.role, tell=False)
+            done.append(occurrence_id)
         except ActionError as refusal:
             session.rollback()
             skipped.append(f"{occurrence_id}：{refusal}")
+    # One message per unit for the whole selection, not one per item.
+    ctx = runtime.make_context(session, program())
+    decisions.tell_units(session, ctx, occurrence_ids=done, action=action, reason=reason, at=at)
+    session.commit()
     label = actions.ACTIONS[action]
-    summary = f"已对 {done} 项{label}（每项各记一条操作记录，并已通知责任单位）。"
+    summary = f"已对 {len(done)} 项{label}（每项各记一条操作记录；每个责任单位收到一条汇总通知）。"
     if skipped:
         summary += f"未处理 {len(skipped)} 项：" + "；".join(skipped)
     return page(
@@ -563,10 +569,12 @@ def take_action(
     actor: str,
     at: datetime,
     role: str,
+    tell: bool = True,
 ) -> None:
     """Run one action from form or JSON fields (the desk and the API share it). Raises ActionError.
 
-    ``role`` is the account's: a district's action on an item waiting for the city's approval is refused.
+    ``role`` is the account's: a district's action on an item waiting for the city's approval is refused. ``tell``:
+    the unit hears of it now (a bulk action tells each unit once, afterwards).
     """
     reason = str(form.get("reason") or "")
     common: dict[str, Any] = {"occurrence_id": occurrence_id, "actor": actor, "at": at, "role": role}
@@ -591,6 +599,8 @@ def take_action(
         report = _number(form.get("confirmation_id"), "确认记录")
         reason = str(form.get("note") or reason)
         actions.verify(session, confirmation_id=report, passed=verdict == "pass", note=reason, **common)
+    if not tell:
+        return
     # The unit hears of every decision that changes what it must do, with the reason and its link.
     ctx = runtime.make_context(session, program())
     passed = str(form.get("verdict") or "") == "pass"
