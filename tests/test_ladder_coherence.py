@@ -157,3 +157,24 @@ def test_a_district_cannot_print_another_districts_notice(
     now.at = AT
     log_in(client, session, "anji", district="anji")
     assert client.get(f"/desk/items/{item.id}/notices/1").status_code == 404
+
+
+def test_several_levels_are_approved_at_once_each_with_its_own_number(
+    session: Session, ctx: Context, client: TestClient, now: Clock
+) -> None:
+    steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 8), at=local("2026-01-20T08:00"))
+    climb_to_yuetan(session, ctx)  # every week-6 item waits for its 约谈
+    waiting = [e.id for e, _ in ladder.pending(session)]
+    assert len(waiting) >= 5
+    now.at = AT
+    csrf = log_in(client, session, "boss")
+    page = client.get("/desk/approvals").text
+    assert 'form="bulk-approvals"' in page
+    form = {"csrf": csrf, "decision": "approve", "ids": [str(i) for i in waiting[:3]]}
+    answer = client.post("/desk/approvals/bulk", data=form)
+    assert answer.status_code == 200 and "已同意 3 项" in answer.text
+    assert all(f"湖城管谈〔2026〕{n}号" in answer.text for n in (1, 2, 3)) and talks_numbered(session) == 3
+    assert len(ladder.pending(session)) == len(waiting) - 3
+    refused = client.post("/desk/approvals/bulk", data={"csrf": csrf, "decision": "reject", "ids": waiting[3:]})
+    assert refused.status_code == 400 and "请填写不予升级的理由" in refused.text
+    assert len(ladder.pending(session)) == len(waiting) - 3

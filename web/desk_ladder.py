@@ -64,6 +64,46 @@ def _what_was_done(session: Session, done: str) -> str:
     return ""
 
 
+@router.post("/approvals/bulk", response_class=HTMLResponse)
+def decide_many(
+    request: Request,
+    session: SessionDep,
+    at: NowDep,
+    user: UserDep,
+    csrf: Csrf = "",
+    decision: Annotated[str, Form()] = "",
+    reason: Text = "",
+    ids: Annotated[list[int] | None, Form()] = None,
+) -> Response:
+    """Approve or reject the selected levels at once, each decided (and numbered) on its own."""
+    refused = check_csrf(request, csrf) or _city_only(user)
+    if refused:
+        return refused
+    chosen = list(dict.fromkeys(ids or []))
+    if decision not in ("approve", "reject") or not chosen:
+        return problem_page(400, "无法批量审批", "请勾选待审批的升级，并选择同意或不予升级。")
+    ctx, actor = _context(session), f"user:{user.username}"
+    documents, problems = [], []
+    for escalation_id in chosen:
+        try:
+            if decision == "approve":
+                documents.append(ladder.approve(session, ctx, escalation_id=escalation_id, actor=actor, at=at).document)
+            else:
+                ladder.reject(session, ctx, escalation_id=escalation_id, reason=reason, actor=actor, at=at)
+                documents.append("")
+        except LadderError as problem:
+            session.rollback()
+            problems.append(f"{escalation_id}：{problem}")
+    done = f"已同意 {len(documents)} 项：{'、'.join(documents)}；通知随下次心跳发出。" if decision == "approve" else ""
+    done = done or f"已不予升级 {len(documents)} 项，理由已记入各项操作记录。"
+    if problems:
+        done += "未处理：" + "；".join(problems)
+    units = {u.id: u.name for u in session.execute(select(Unit)).scalars()}
+    rows = ladder.pending(session)
+    status = 200 if documents else 400
+    return desk_page(request, user, "approvals.html", status, at=at, rows=rows, units=units, error="", done=done)
+
+
 @router.post("/approvals/{escalation_id}/{decision}", response_class=HTMLResponse)
 def decide(
     request: Request,
