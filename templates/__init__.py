@@ -14,7 +14,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from templates.labels import channel_label, stage_label
+from templates.labels import actor_label, channel_label, detail_value, stage_label
 
 FOLDER = Path(__file__).parent
 WEEKDAYS = "一二三四五六日"
@@ -56,6 +56,8 @@ def environment() -> Environment:
     env.filters["cite"] = cite
     env.filters["stage_label"] = stage_label
     env.filters["channel_label"] = channel_label
+    env.filters["actor_label"] = actor_label
+    env.filters["detail_value"] = detail_value
     return env
 
 

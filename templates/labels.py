@@ -44,3 +44,28 @@ def stage_label(stage: str) -> str:
         "finding": "整改通知",
     }
     return prefixes.get(stage.split(":", 1)[0], stage)
+
+
+LEVEL_WORDS = {0: "未升级", 1: "交办", 2: "督办", 3: "约谈"}
+DELIVERY_WORDS = {"pending": "待发送", "sent": "已发送", "retry": "待重试", "failed": "发送失败", "unknown": "结果未知"}
+
+
+def actor_label(actor: str, units: dict[str, str]) -> str:
+    """Who acted, as a person reads it: user:boss → 管理员 boss, unit:wuxing-msb → the unit's name, system → 系统."""
+    kind, _, name = actor.partition(":")
+    if kind == "unit":
+        return units.get(name, name)
+    return {"user": f"管理员 {name}", "api": f"接口 {name}", "system": "系统", "cli": "命令行"}.get(kind, actor)
+
+
+def detail_value(key: str, value: object) -> object:
+    """An audit detail's value in words where it is a code: a level, a stage, a delivery state, yes or no."""
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    if key == "level" and isinstance(value, int):
+        return LEVEL_WORDS.get(value, value)
+    if key == "stage" and isinstance(value, str):
+        return stage_label(value)
+    if key == "previous" and isinstance(value, str):
+        return DELIVERY_WORDS.get(value, value)
+    return value

@@ -211,7 +211,7 @@ def test_city_manager_filters_overdue_extends_and_records_a_talk(
         extended = page.locator("#timeline tr[data-action=extended]")
         expect(extended).to_have_count(1)
         expect(extended).to_contain_text("延期")
-        expect(extended).to_contain_text("user:city-boss")
+        expect(extended).to_contain_text("管理员 city-boss")
         expect(extended).to_contain_text("春节后市场陆续开业")
 
         # A date before the (new) due date: the server refuses in Chinese and keeps what was typed.
@@ -235,7 +235,7 @@ def test_city_manager_filters_overdue_extends_and_records_a_talk(
         expect(page.locator("#talks")).to_contain_text("市城管办王科长；市场监管局分管副局长")
         talked = page.locator("#timeline tr[data-action=talk_recorded]")
         expect(talked).to_contain_text("记录约谈")
-        expect(talked).to_contain_text("user:city-boss")
+        expect(talked).to_contain_text("管理员 city-boss")
         screenshot(page, "item-after-actions")
 
     session.expire_all()

@@ -103,6 +103,10 @@ DETAIL_LABELS = {
     "finding": "问题编号",
     "site": "检查对象",
     "version": "链接版本",
+    "old_due": "原截止时间",
+    "new_due": "新截止时间",
+    "campaign": "检查编号",
+    "revoked": "已作废",
 }
 
 router = APIRouter(prefix="/desk")
@@ -447,6 +451,7 @@ def _item_page(
         entered=entered or {},
         action_labels=ACTION_LABELS,
         detail_labels=DETAIL_LABELS,
+        unit_names={unit_id: spec.name for unit_id, spec in program().units.items()},
         delivery_states=DELIVERY_STATES,
     )
 
