@@ -118,6 +118,7 @@ class Program:
     duties: dict[str, DutySpec] = field(default_factory=dict)
     workdays: WorkdayCalendar = field(default_factory=WorkdayCalendar)
     where: dict[tuple[str, str], Location] = field(default_factory=dict)
+    broken: set[tuple[str, str]] = field(default_factory=set)  # entries with problems: not referenced as unknown
 
     @cached_property
     def digest(self) -> str:
@@ -130,6 +131,10 @@ class Program:
             [spec.model_dump(mode="json") for spec in self.duties.values()],
         ]
         return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    def is_broken(self, kind: str, item: str) -> bool:
+        """Whether a reference to ``item`` may point at an entry that has problems of its own (reported already)."""
+        return (kind, item) in self.broken or (kind, "*") in self.broken
 
     def location(self, kind: str, item: str, field_name: str = "") -> Location:
         """Where an item, or one of its fields, is written; the item's own line when the field is not."""
@@ -242,8 +247,14 @@ def _read_workdays(path: Path, program: Program) -> list[str]:
 
 
 def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
-    """Problems in one file, and whether it parsed (so its units and duties are known)."""
+    """Problems in one file, and whether it parsed (so its units and duties are known).
+
+    A file whose only problems are in some entries still gives its valid entries, so references elsewhere are
+    checked in the same run; the broken entries' ids are remembered, so a reference to one is not reported again.
+    """
     raw, parsed, problems = _parse(path, CalendarFile)
+    if parsed is None and isinstance(raw, dict) and problems:
+        parsed = _salvage(raw, program)
     if parsed is None:
         return problems, False
     if parsed.programme is not None:
@@ -278,6 +289,35 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
     return problems, True
 
 
+SECTIONS: dict[str, tuple[str, type[BaseModel]]] = {
+    "units": ("unit", UnitSpec),
+    "ladders": ("ladder", LadderSpec),
+    "duties": ("duty", DutySpec),
+}
+
+
+def _salvage(raw: dict[str, Any], program: Program) -> CalendarFile | None:
+    """The file's valid entries, when its problems lie inside entries; None when the file itself is wrong."""
+    kept: dict[str, list[Any]] = {}
+    for section, (kind, model) in SECTIONS.items():
+        entries = raw.get(section) or []
+        if not isinstance(entries, list):
+            return None
+        kept[section] = []
+        for entry in entries:
+            try:
+                kept[section].append(model.model_validate(entry))
+            except ValidationError:
+                # An entry without a readable id could be anything referred to: then none of its kind is judged.
+                readable = isinstance(entry, dict) and isinstance(entry.get("id"), str)
+                program.broken.add((kind, entry["id"] if readable else "*"))
+    try:
+        rest = CalendarFile.model_validate({key: value for key, value in raw.items() if key not in SECTIONS})
+    except ValidationError:
+        return None
+    return rest.model_copy(update=kept)
+
+
 def _sign_sms(program: Program, signature: str) -> None:
     """Give each smsgw:// contact without a ``sign=`` of its own the programme's SMS signature (notify/sms.py)."""
     _default_parameter(program, ("smsgw",), "sign", signature)
@@ -306,12 +346,16 @@ def _with_parameter(contact: ContactSpec, channels: tuple[str, ...], key: str, v
 def _cross_check(program: Program) -> list[str]:
     problems = []
     for unit in program.units.values():
-        if unit.district is not None and unit.district not in program.units:
+        if (
+            unit.district is not None
+            and unit.district not in program.units
+            and ("unit", unit.district) not in program.broken
+        ):
             here = program.location("unit", unit.id, "district")
             problems.append(f"{here}: unit {unit.id}: unknown district {unit.district!r}")
         problems += _contact_problems(unit, program)
     for duty in program.duties.values():
-        if duty.ladder not in program.ladders:
+        if duty.ladder not in program.ladders and not program.is_broken("ladder", duty.ladder):
             problems.append(
                 f"{program.location('duty', duty.id, 'ladder')}: duty {duty.id}: unknown ladder {duty.ladder!r}"
             )
@@ -323,7 +367,7 @@ def _cross_check(program: Program) -> list[str]:
             ("unannounced", subjects),
         ):
             for selector in selectors:
-                if not program.resolve(selector):
+                if not program.resolve(selector) and not program.is_broken("unit", selector):
                     here = program.location("duty", duty.id, field_name)
                     problems.append(f"{here}: duty {duty.id}: unknown unit or group {selector!r}")
         problems += _never_due(program, duty)

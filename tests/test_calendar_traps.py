@@ -268,3 +268,14 @@ def test_digits_that_are_not_ascii_are_refused_not_crashed_on(tmp_path: Path) ->
     write(tmp_path, "duties.yaml", DUTY.replace(RULE, "FREQ=MONTHLY;BYMONTH=²"))
     (problem,) = check(tmp_path)
     assert "BYMONTH" in problem or "RRULE" in problem
+
+
+def test_schema_and_reference_problems_are_reported_in_one_run(settings_env: Path, calendars_dir: Path) -> None:
+    """Issue 18: a broken entry no longer hides the rest of the folder's problems, nor do references to it cascade."""
+    duties = calendars_dir / "huzhou" / "duties.yaml"
+    text = duties.read_text(encoding="utf-8").replace("BYMONTH=2,4,6,8,10,12", "BYMONTH=2,4,6,8,10,13", 1)
+    third = text.index("assignees: [", text.index("assignees: [", text.index("assignees: [") + 1) + 1)
+    duties.write_text(text[:third] + text[third:].replace("assignees: [", "assignees: [no-such-unit, ", 1), "utf-8")
+    problems = check(calendars_dir)
+    assert len(problems) == 2, problems
+    assert "BYMONTH=13 is out of range" in problems[0] and "unknown unit or group 'no-such-unit'" in problems[1]
