@@ -38,6 +38,7 @@ class Mail:
     body: str
     key: str = ""  # the sender's idempotency key header, if any
     sender: str = ""  # the From header as a mail client shows it, display name included
+    parts: list[str] = field(default_factory=list)  # the content types of its parts, e.g. text/plain, text/html
 
 
 @dataclass
@@ -116,7 +117,9 @@ class _SmtpHandler:
         body = part.get_content() if part is not None else ""
         key = str(message.get(IDEMPOTENCY_HEADER) or "")
         sender = str(message["from"] or "")
-        self.inbox.keep_mail(Mail(list(envelope.rcpt_tos), str(message["subject"] or ""), body, key, sender), raw)
+        parts = [part.get_content_type() for part in message.walk() if not part.is_multipart()]
+        mail = Mail(list(envelope.rcpt_tos), str(message["subject"] or ""), body, key, sender, parts)
+        self.inbox.keep_mail(mail, raw)
         return "250 OK"
 
 

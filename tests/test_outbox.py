@@ -380,6 +380,7 @@ def test_mail_comes_from_the_office_by_name(sqlite_store: str, program: object, 
     assert "name=%E5%B8%82%E5%9F%8E%E7%AE%A1%E5%8A%9E" in mail.url  # 市城管办
     assert send_apprise(mail.url, "【工作提醒】测试", "正文").ok
     assert fresh_inbox.mails[-1].sender.startswith("市城管办 <")
+    assert fresh_inbox.mails[-1].parts == ["text/plain"]  # as written: apprise's HTML alternative loses indentation
     own = mail.url.replace(
         "name=%E5%B8%82%E5%9F%8E%E7%AE%A1%E5%8A%9E", "name=%E5%90%B4%E5%85%B4"
     )  # 吴兴 chosen by the unit
