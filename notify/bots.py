@@ -83,24 +83,49 @@ def _base_from(results: dict[str, Any] | None) -> dict[str, Any] | None:
 LINK = re.compile(r"https?://\S+/(?:c|u)/\S+")
 
 
+def button_target(body: str) -> str | None:
+    """Where a message's button leads: the item's link, or the unit's page when the message lists several items."""
+    links = LINK.findall(body)
+    if not links:
+        return None
+    items = [link for link in links if "/c/" in link]
+    return items[0] if len(items) == 1 else next((link for link in links if "/u/" in link), links[0])
+
+
 def action_card(title: str, body: str, mobiles: list[str]) -> dict[str, Any]:
     """A DingTalk message a clerk can act on from the phone: an ActionCard with the message and a button to the
     item (or the unit's page), @-mentioning the unit's named contacts (numbers in the contact URL). Without a link,
     plain text. A mention only notifies when the number appears in the text too."""
     mentions = " ".join(f"@{mobile}" for mobile in mobiles)
-    text = f"{title}\n{body}" if title else body
-    links = LINK.findall(body)
-    if not links:
+    target = button_target(body)
+    if target is None:
+        text = f"{title}\n{body}" if title else body
         return {"msgtype": "text", "text": {"content": f"{text}\n{mentions}".strip()}, "at": {"atMobiles": mobiles}}
-    # The button opens the item, or the unit's page when the message lists several items.
-    items = [link for link in links if "/c/" in link]
-    target = items[0] if len(items) == 1 else next((link for link in links if "/u/" in link), links[0])
-    # Markdown keeps a line break only as "  \n".
-    markdown = "  \n".join(line for line in f"### {title}\n{body}".splitlines()) + (
-        f"  \n{mentions}" if mentions else ""
-    )
+    lines = [*f"### {title}\n{body}".splitlines(), mentions]
+    markdown = "  \n".join(line for line in lines if line)  # markdown keeps a line break only as two spaces and \n
     card = {"title": title or body[:30], "text": markdown, "singleTitle": "打开办理", "singleURL": target}
     return {"msgtype": "actionCard", "actionCard": card, "at": {"atMobiles": mobiles, "isAtAll": False}}
+
+
+def wecom_message(title: str, body: str, mobiles: list[str]) -> dict[str, Any]:
+    """WeCom: a text message that @-mentions the named mobiles (markdown cannot), else markdown with a link line to
+    the item, which WeCom shows as a tappable link."""
+    text = f"{title}\n{body}" if title else body
+    target = button_target(body)
+    if mobiles or target is None:
+        return {"msgtype": "text", "text": {"content": text, "mentioned_mobile_list": mobiles}}
+    return {"msgtype": "markdown", "markdown": {"content": f"**{title}**\n{body}\n[打开办理]({target})"}}
+
+
+def feishu_card(title: str, body: str) -> dict[str, Any]:
+    """Feishu: an interactive card with the message and a button to the item, or plain text without a link."""
+    target = button_target(body)
+    if target is None:
+        return {"msg_type": "text", "content": {"text": f"{title}\n{body}" if title else body}}
+    button = {"tag": "button", "text": {"tag": "plain_text", "content": "打开办理"}, "url": target, "type": "primary"}
+    elements = [{"tag": "div", "text": {"tag": "plain_text", "content": body}}, {"tag": "action", "actions": [button]}]
+    header = {"title": {"tag": "plain_text", "content": title or body[:30]}}
+    return {"msg_type": "interactive", "card": {"header": header, "elements": elements}}
 
 
 class DingTalkBot(_BodyChecked, NotifyDingTalk):
@@ -125,13 +150,21 @@ class WeComBot(_BodyChecked, NotifyWeComBot):
     service = "WeCom"
     default_base = "https://qyapi.weixin.qq.com"
 
+    def __init__(self, mobiles: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mobiles = [m.strip() for m in (mobiles or "").split(",") if m.strip()]
+
     def send(self, body: str, title: str = "", notify_type: Any = None, **kwargs: Any) -> bool:
-        payload = {"msgtype": "text", "text": {"content": f"{title}\n{body}" if title else body}}
-        return self._post(f"{self.base}/cgi-bin/webhook/send", payload, {"key": self.key})
+        return self._post(
+            f"{self.base}/cgi-bin/webhook/send", wecom_message(title, body, self.mobiles), {"key": self.key}
+        )
 
     @staticmethod
     def parse_url(url: str) -> dict[str, Any] | None:  # type: ignore[override]
-        return _base_from(NotifyWeComBot.parse_url(url))
+        results = _base_from(NotifyWeComBot.parse_url(url))
+        if results and results["qsd"].get("mobiles"):  # wecombot://KEY?mobiles=13800000000,13900000000
+            results["mobiles"] = results["qsd"]["mobiles"]
+        return results
 
 
 class FeishuBot(_BodyChecked, NotifyFeishu):
@@ -144,7 +177,7 @@ class FeishuBot(_BodyChecked, NotifyFeishu):
         self.secret = secret
 
     def send(self, body: str, title: str = "", notify_type: Any = None, **kwargs: Any) -> bool:
-        payload: dict[str, Any] = {"msg_type": "text", "content": {"text": f"{title}\n{body}" if title else body}}
+        payload = feishu_card(title, body)
         if self.secret:  # 飞书签名校验: HMAC-SHA256 keyed with "timestamp\nsecret" over an empty message
             stamp = str(int(time.time()))
             key = f"{stamp}\n{self.secret}".encode()

@@ -385,3 +385,39 @@ def test_mail_comes_from_the_office_by_name(sqlite_store: str, program: object, 
         "name=%E5%B8%82%E5%9F%8E%E7%AE%A1%E5%8A%9E", "name=%E5%90%B4%E5%85%B4"
     )  # 吴兴 chosen by the unit
     assert send_apprise(own, "【工作提醒】测试", "正文").ok and fresh_inbox.mails[-1].sender.startswith("吴兴 <")
+
+
+def test_wecom_and_feishu_messages_with_a_link_can_be_acted_on_from_a_phone(
+    ledger: Session, fresh_inbox: Inbox
+) -> None:
+    """Issue 18: WeCom gets markdown with a tappable link (or a text that @-mentions its named mobiles), Feishu an
+    interactive card with a button."""
+    base = f"http://127.0.0.1:{fresh_inbox.http_port}"
+    item = "http://127.0.0.1:8000/c/abc.def"
+    urls = [
+        f"wecombot://k1?base={base}/wecom-card",
+        f"wecombot://k2?base={base}/wecom-at&mobiles=13800000000",
+        f"feishu://h1?base={base}/feishu-card",
+    ]
+    contacts = [Contact(unit_id="u", name=f"c{n}", channel=u.split("://")[0], url=u) for n, u in enumerate(urls)]
+    ledger.add_all(contacts)
+    ledger.flush()
+    outbox.queue(
+        ledger,
+        occurrence_id=1,
+        stage="remind:3d",
+        contacts=contacts,
+        title="【工作提醒】抽查",
+        body=f"确认：{item}\n",
+        at=AT,
+    )
+    ledger.commit()
+    assert outbox.dispatch(ledger, send_apprise, at=AT).sent == 3
+    by_path = {p.path.split("/")[1]: p.payload for p in fresh_inbox.posts}
+    assert (
+        by_path["wecom-card"]["msgtype"] == "markdown"
+        and f"[打开办理]({item})" in by_path["wecom-card"]["markdown"]["content"]
+    )
+    assert by_path["wecom-at"]["text"]["mentioned_mobile_list"] == ["13800000000"]
+    card = by_path["feishu-card"]["card"]
+    assert by_path["feishu-card"]["msg_type"] == "interactive" and card["elements"][1]["actions"][0]["url"] == item
