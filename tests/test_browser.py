@@ -360,3 +360,60 @@ def test_a_notice_saves_as_pdf_with_the_office_header(
         pdf = desk_page.pdf(format="A4")
     assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
     (artifacts_dir / "notice-duban.pdf").write_bytes(pdf)
+
+
+def test_a_simulated_month_from_the_managers_side(
+    desk_page: Page, screenshot: Screenshot, session: Session, ctx: Context
+) -> None:
+    """Issue 18: February 2026 ticked as the scheduler would (every working day at 09:00 and 17:05), no unit
+    confirming; then a city manager's Monday morning at the desk: the overdue list, the approval queue, one 约谈
+    approved, a bulk 延期, the history in words, a notice printed. Screenshots under test-artifacts/."""
+    add_manager(session, "city-boss")
+    steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 3, 6), at=local("2026-01-20T08:00"), only=CORE)
+    day = date(2026, 2, 2)
+    while day <= date(2026, 3, 1):
+        if ctx.program.workdays.is_workday(day):
+            for moment in ("09:00", "17:05"):
+                steps.tick(session, ctx, at=local(f"{day.isoformat()}T{moment}"))
+        day = date.fromordinal(day.toordinal() + 1)
+    monday = local("2026-03-02T09:00")
+    page = desk_page
+    with serving(monday) as base:
+        log_in_browser(page, base, "city-boss")
+        page.goto(f"{base}/desk/items?status=overdue")
+        overdue = [o for o in all_items(session) if o.status_at(monday) == "overdue"]
+        expect(page.locator("#total")).to_have_text(str(len(overdue)))
+        screenshot(page, "monday-overdue")
+        for code in ("level:", "remind:", "mailto", "user:", "unit:"):
+            assert code not in page.content(), code
+
+        page.goto(f"{base}/desk/approvals")
+        waiting = page.locator("#approvals section[data-escalation]")
+        count = waiting.count()
+        assert count > 0
+        screenshot(page, "monday-approvals")
+        waiting.first.locator("button.approve").click()
+        expect(page.locator("#done")).to_contain_text("文号 湖城管谈〔2026〕1号")
+        expect(waiting).to_have_count(count - 1)
+
+        page.goto(f"{base}/desk/items?status=overdue&level=1")
+        first_two = page.locator("#items tbody tr[data-id] input[name=ids]")
+        first_two.nth(0).check()
+        first_two.nth(1).check()
+        page.locator("#bulk-panel select[name=action]").select_option("extend")
+        page.locator("#bulk-panel input[name=due]").fill("2026-03-13")
+        page.locator("#bulk-panel input[name=reason]").fill("节后市场陆续开业，顺延一周")
+        page.get_by_role("button", name="批量处理").click()
+        expect(page.locator("main")).to_contain_text("已对 2 项延期")
+        screenshot(page, "monday-bulk-extended")
+
+        approved = next(o for o in all_items(session) if o.level == 3)
+        page.goto(f"{base}/desk/items/{approved.id}")
+        expect(page.locator("#timeline")).to_contain_text("管理员 city-boss")
+        screenshot(page, "monday-item")
+        page.goto(f"{base}/desk/items/{approved.id}/notices/3")
+        expect(page.locator("#document")).to_have_text("湖城管谈〔2026〕1号")
+        screenshot(page, "monday-notice")
+    # Every notice issued in the month names a deadline after its own date and an item that was overdue then.
+    for event in session.execute(select(AuditEvent).where(col(AuditEvent.action) == "escalated")).scalars():
+        assert datetime.fromisoformat(event.detail["deadline"]) > event.at
