@@ -17,7 +17,7 @@ from sqlmodel import Session, SQLModel, select
 
 from store import migrate
 from store.db import make_engine
-from store.models import Confirmation, Escalation, Occurrence
+from store.models import Confirmation, Escalation, Occurrence, Unit
 
 AT = datetime(2026, 2, 9, 9, 0, tzinfo=UTC)
 ROWS = {  # what a first-release store holds, one of each, written as that release wrote them
@@ -78,6 +78,8 @@ def test_upgrading_a_first_release_store_loses_nothing(engine: Engine, with_vers
         assert report is not None and report.evidence == ["ab.jpg"] and report.verdict == "" and report.late
         notice = session.exec(select(Escalation)).one()
         assert (notice.status, notice.document, notice.repeats) == ("issued", "", 0)
+        assert notice.notified_at == notice.at  # an old notice was sent when issued: the grouped pass must skip it
+        assert not item.links_revoked and session.exec(select(Unit)).one().link_version == 0
     assert migrate.upgrade(engine) == (migrate.head(), migrate.head())  # a second run changes nothing
 
 
