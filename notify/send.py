@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 import apprise
 
+import notify.mail
 import notify.sms  # noqa: F401  (registers the smsgw:// example with apprise)
 from notify.bots import RETRYABLE_CODES  # importing it also puts the body-checking bots in apprise's place
 

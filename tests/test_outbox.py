@@ -380,7 +380,7 @@ def test_mail_comes_from_the_office_by_name(sqlite_store: str, program: object, 
     assert "name=%E5%B8%82%E5%9F%8E%E7%AE%A1%E5%8A%9E" in mail.url  # 市城管办
     assert send_apprise(mail.url, "【工作提醒】测试", "正文").ok
     assert fresh_inbox.mails[-1].sender.startswith("市城管办 <")
-    assert fresh_inbox.mails[-1].parts == ["text/plain"]  # as written: apprise's HTML alternative loses indentation
+    assert fresh_inbox.mails[-1].parts == ["text/plain", "text/html"]  # the text as written, and HTML beside it
     own = mail.url.replace(
         "name=%E5%B8%82%E5%9F%8E%E7%AE%A1%E5%8A%9E", "name=%E5%90%B4%E5%85%B4"
     )  # 吴兴 chosen by the unit
@@ -421,3 +421,32 @@ def test_wecom_and_feishu_messages_with_a_link_can_be_acted_on_from_a_phone(
     assert by_path["wecom-at"]["text"]["mentioned_mobile_list"] == ["13800000000"]
     card = by_path["feishu-card"]["card"]
     assert by_path["feishu-card"]["msg_type"] == "interactive" and card["elements"][1]["actions"][0]["url"] == item
+
+
+def test_mail_carries_the_text_as_written_and_an_html_part_with_its_layout_and_links(
+    ledger: Session, fresh_inbox: Inbox, tmp_path: Path
+) -> None:
+    """Issue 18: an HTML alternative beside the text; the plain part stays exactly as rendered (indentation too)."""
+    import email
+    import email.policy
+
+    body = "吴兴区市场监督管理局：\n\n1. 湖城管交〔2026〕5号\n   整改期限：2026年2月14日 17:00 前\n   确认：http://127.0.0.1:8000/c/abc.def\n"
+    (delivery,) = queue_to(ledger, [fresh_inbox.mail_url("someone@demo.huzhou.local")])
+    ledger.execute(Delivery.__table__.update().values(body=body))  # type: ignore[attr-defined]
+    ledger.commit()
+    folder = tmp_path / "inbox"
+    fresh_inbox.folder = folder
+    (folder / "mail").mkdir(parents=True)
+    try:
+        assert outbox.dispatch(ledger, send_apprise, at=AT).sent == 1
+    finally:
+        fresh_inbox.folder = None
+    raw = next((folder / "mail").iterdir()).read_bytes()
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    plain = message.get_body(preferencelist=("plain",))
+    rich = message.get_body(preferencelist=("html",))
+    assert plain is not None and rich is not None
+    assert plain.get_content().replace("\r\n", "\n") == body  # exactly as written
+    page = rich.get_content()
+    assert "&nbsp;&nbsp;&nbsp;整改期限" in page and '<a href="http://127.0.0.1:8000/c/abc.def">' in page
+    assert message["X-Duties-Idempotency-Key"] == delivery.idempotency_key
