@@ -19,6 +19,7 @@ from sqlmodel import Session, col
 
 from flows import actions, decisions, inspections, runtime
 from flows.actions import ActionError
+from flows.common import period_label
 from flows.notices import message
 from notify import outbox
 from store.db import secret_key
@@ -452,6 +453,7 @@ def _item_page(
         action_labels=ACTION_LABELS,
         detail_labels=DETAIL_LABELS,
         unit_names={unit_id: spec.name for unit_id, spec in program().units.items()},
+        period=period_label(occurrence.period),
         delivery_states=DELIVERY_STATES,
     )
 

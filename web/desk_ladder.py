@@ -171,6 +171,7 @@ def _campaigns_page(
         rows=rows,
         counts=counts,
         duties=chained,
+        duty_titles={d.id: d.title for d in program().duties.values()},
         error=error,
         entered=entered or {},
     )
@@ -237,6 +238,7 @@ def _campaign_page(
         status_code,
         at=at,
         campaign=found,
+        duty_title=program().duties[found.duty_id].title if found.duty_id in program().duties else found.duty_id,
         lists=lists,
         findings=findings,
         units=units,
