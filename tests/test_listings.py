@@ -103,3 +103,20 @@ def test_the_api_says_how_many_there_are_and_where_the_next_page_is(
         seen += [row["id"] for row in page.json()]
         url = page.links.get("next", {}).get("url", "")
     assert len(seen) == len(set(seen)) == february
+
+
+def test_the_items_page_speaks_in_words(
+    session: Session, ctx: Context, item: Occurrence, client: TestClient, now: Clock
+) -> None:
+    """No user:boss, unit:wuxing-msb, 2026-W06, level numbers or 逾期：False where a manager reads an item."""
+    at = local("2026-02-05T10:00")
+    steps.confirm(session, occurrence_id=item.id or 0, note="已抽查", evidence=[], at=at, client="t")
+    now.at = local("2026-02-05T11:00")
+    csrf = log_in(client, session, "boss")
+    client.post(f"/desk/items/{item.id}/reopen", data={"reason": "照片不清", "csrf": csrf})
+    whole = client.get(f"/desk/items/{item.id}").text
+    assert "（2026年第6周）</dd>" in whole and "2026-W06" not in whole
+    timeline = whole.split('id="timeline"', 1)[1]
+    assert "吴兴区市场监督管理局" in timeline and "管理员 boss" in timeline and "逾期：否" in timeline
+    for code in ("user:boss", "unit:wuxing-msb", "False", "True"):
+        assert code not in timeline, code
