@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Path
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from calendars.loader import CalendarError, Program
@@ -98,3 +99,12 @@ def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
 
 def problem_page(status_code: int, title: str, message: str, **context: Any) -> HTMLResponse:
     return page("message.html", status_code, title=title, message=message, kind="error", **context)
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def download(data: bytes, filename: str, media_type: str = XLSX) -> Response:
+    """A file to save (an export): its media type and its Chinese name, encoded as RFC 6266 asks."""
+    disposition = f"attachment; filename*=UTF-8''{quote(filename)}"
+    return Response(data, media_type=media_type, headers={"Content-Disposition": disposition})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -50,7 +50,17 @@ from store.queries import (
 from store.settings import get_settings
 from web import auth, proxies
 from web.auth import Scope
-from web.common import NowDep, RowId, SessionDep, page, problem_page, program, scope_filters, scoped_item
+from web.common import (
+    NowDep,
+    RowId,
+    SessionDep,
+    download,
+    page,
+    problem_page,
+    program,
+    scope_filters,
+    scoped_item,
+)
 from web.units import evidence_media_type, evidence_path
 
 PAGE_SIZE = 100
@@ -236,12 +246,7 @@ def desk_overdue() -> RedirectResponse:
     return RedirectResponse("/desk/items?status=overdue")
 
 
-@router.get("/items", response_class=HTMLResponse)
-def items(
-    request: Request,
-    session: SessionDep,
-    at: NowDep,
-    user: UserDep,
+def list_choices(
     family: str = "",
     unit: str = "",
     district: str = "",
@@ -251,12 +256,26 @@ def items(
     end: Annotated[str, Query(alias="to")] = "",
     q: Annotated[str, Query(max_length=100)] = "",
     sort: Annotated[str, Query(max_length=10)] = "",
+) -> dict[str, str]:
+    """The list's filters and order as the manager chose them (and as the URL keeps them); an unknown sort is none."""
+    chosen = {"family": family, "unit": unit, "district": district, "status": status, "level": level}
+    return chosen | {"from": start, "to": end, "q": q, "sort": sort if sort.lstrip("-") in SORTS else ""}
+
+
+ChosenDep = Annotated[dict[str, str], Depends(list_choices)]
+
+
+@router.get("/items", response_class=HTMLResponse)
+def items(
+    request: Request,
+    session: SessionDep,
+    at: NowDep,
+    user: UserDep,
+    chosen: ChosenDep,
     page_number: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
 ) -> HTMLResponse:
     """Overdue and escalated items first (or sorted by a column), with counts per status and level."""
     scope = auth.scope_of(user)
-    chosen = {"family": family, "unit": unit, "district": district, "status": status, "level": level}
-    chosen |= {"from": start, "to": end, "q": q, "sort": sort if sort.lstrip("-") in SORTS else ""}
     filters, problem = _filters(scope, chosen)
     rows = occurrences_json(
         session,
@@ -295,28 +314,15 @@ EXPORT_COLUMNS = ("编号", "任务", "责任单位", "截止", "状态", "级�
 
 
 @router.get("/items.xlsx")
-def export_items(
-    session: SessionDep,
-    at: NowDep,
-    user: UserDep,
-    family: str = "",
-    unit: str = "",
-    district: str = "",
-    status: str = "",
-    level: str = "",
-    start: Annotated[str, Query(alias="from")] = "",
-    end: Annotated[str, Query(alias="to")] = "",
-    q: Annotated[str, Query(max_length=100)] = "",
-    sort: Annotated[str, Query(max_length=10)] = "",
-) -> Response:
+def export_items(session: SessionDep, at: NowDep, user: UserDep, chosen: ChosenDep) -> Response:
     """The list as the manager filtered and sorted it, as XLSX (every cell inert), up to EXPORT_MOST rows."""
-    chosen = {"family": family, "unit": unit, "district": district, "status": status, "level": level}
-    filters, problem = _filters(auth.scope_of(user), chosen | {"from": start, "to": end, "q": q})
+    filters, problem = _filters(auth.scope_of(user), chosen)
     if problem:
         return problem_page(400, "无法导出", problem)
     zone = get_settings().zone
-    order = sort if sort.lstrip("-") in SORTS else ""
-    rows = occurrences_json(session, at=at, zone=zone, overdue_first=True, limit=EXPORT_MOST, sort=order, **filters)
+    rows = occurrences_json(
+        session, at=at, zone=zone, overdue_first=True, limit=EXPORT_MOST, sort=chosen["sort"], **filters
+    )
     table = [list(EXPORT_COLUMNS)] + [
         [
             row["id"],
@@ -331,9 +337,7 @@ def export_items(
         for row in rows
     ]
     data = inspections.to_xlsx({"事项清单": table}, title=f"事项清单（截至 {at.astimezone(zone):%Y-%m-%d %H:%M}）")
-    media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    name = quote(f"事项清单-{at.astimezone(zone):%Y%m%d%H%M}.xlsx")
-    return Response(data, media_type=media, headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}"})
+    return download(data, f"事项清单-{at.astimezone(zone):%Y%m%d%H%M}.xlsx")
 
 
 def _filters(scope: Scope, chosen: dict[str, str]) -> tuple[dict[str, Any], str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -19,7 +18,7 @@ from flows.inspections import InspectionError, Responsible
 from flows.ladder import LadderError
 from store.models import Campaign, Escalation, Finding, Unit, User
 from store.settings import get_settings
-from web.common import NowDep, RowId, SessionDep, problem_page, program
+from web.common import NowDep, RowId, SessionDep, download, problem_page, program
 from web.desk import UserDep, check_csrf, desk_page
 
 router = APIRouter(prefix="/desk")
@@ -328,8 +327,7 @@ def export_xlsx(campaign_id: RowId, session: SessionDep, at: NowDep, user: UserD
         return refused or problem_page(404, "检查不存在", f"没有编号为 {campaign_id} 的检查。")
     lists = inspections.campaign_lists(session, campaign_id=campaign_id, at=at, zone=get_settings().zone)
     data = inspections.to_xlsx(lists, title=found.name)
-    media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    return Response(data, media_type=media, headers=_download(f"检查{campaign_id}-四清单.xlsx"))
+    return download(data, f"检查{campaign_id}-四清单.xlsx")
 
 
 @router.get("/campaigns/{campaign_id}/lists/{name}.csv")
@@ -341,8 +339,4 @@ def export_csv(campaign_id: RowId, name: str, session: SessionDep, at: NowDep, u
         return problem_page(404, "清单不存在", f"可导出的清单：{'、'.join(inspections.LIST_NAMES)}。")
     lists = inspections.campaign_lists(session, campaign_id=campaign_id, at=at, zone=get_settings().zone)
     data = inspections.to_csv(lists[name])
-    return Response(data, media_type="text/csv; charset=utf-8", headers=_download(f"检查{campaign_id}-{name}.csv"))
-
-
-def _download(filename: str) -> dict[str, str]:
-    return {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"}
+    return download(data, f"检查{campaign_id}-{name}.csv", "text/csv; charset=utf-8")
