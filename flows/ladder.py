@@ -138,11 +138,8 @@ def withdraw_pending(session: Session, occurrence: Occurrence, *, reason: str, a
     The item keeps its level; its clock is the caller's to set (an extension moves it, 挂账 stops it, a recorded
     约谈 leaves it stopped: the talk the level asked for has been held).
     """
-    col = Escalation.__table__.c  # type: ignore[attr-defined]
-    pending_level = session.execute(
-        select(col.level).where(col.occurrence_id == occurrence.id, col.status == "pending")
-    ).scalar_one_or_none()
-    if pending_level is None or not _delete_pending(session, occurrence.id or 0):
+    waiting = _waiting(session, occurrence.id or 0)
+    if waiting is None or not _delete_pending(session, occurrence.id or 0):
         return False
     audit(
         session,
@@ -150,7 +147,7 @@ def withdraw_pending(session: Session, occurrence: Occurrence, *, reason: str, a
         actor=actor,
         action="escalation_withdrawn",
         occurrence_id=occurrence.id,
-        level=pending_level,
+        level=waiting.level,
         reason=reason,
     )
     return True
@@ -158,11 +155,15 @@ def withdraw_pending(session: Session, occurrence: Occurrence, *, reason: str, a
 
 def has_pending(session: Session, occurrence_id: int) -> str:
     """The name of the item's level awaiting approval (约谈), or empty."""
+    waiting = _waiting(session, occurrence_id)
+    return waiting.name if waiting is not None else ""
+
+
+def _waiting(session: Session, occurrence_id: int) -> Any:
+    """The item's level awaiting approval (its level and name), if one waits."""
     col = Escalation.__table__.c  # type: ignore[attr-defined]
-    name = session.execute(
-        select(col.name).where(col.occurrence_id == occurrence_id, col.status == "pending")
-    ).scalar_one_or_none()
-    return name or ""
+    query = select(col.level, col.name).where(col.occurrence_id == occurrence_id, col.status == "pending")
+    return session.execute(query).one_or_none()
 
 
 def acknowledge(session: Session, *, occurrence_id: int, actor: str, at: datetime) -> bool:

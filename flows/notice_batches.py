@@ -15,7 +15,7 @@ A crash between numbering and this pass loses nothing: the next pass finds the n
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,9 +53,9 @@ class Notice:
         return self.escalation.id or 0, self.escalation.repeats
 
 
-def queue_notices(session: Session, ctx: Context, *, at: datetime, items: Collection[int] | None = None) -> int:
-    """Queue the messages for every notice waiting (or only those of ``items``). Returns how many messages."""
-    notices = _claim_waiting(session, ctx, at, items)
+def queue_notices(session: Session, ctx: Context, *, at: datetime) -> int:
+    """Queue the messages for every notice waiting whose sending window is open. Returns how many messages."""
+    notices = _claim_waiting(session, ctx, at)
     own, contacts = _own_recipients(session, notices)
     copies = _copy_recipients(session, ctx, [n for n in notices if n.escalation.repeats == 0], contacts)
     outgoing = Outgoing()
@@ -80,7 +80,7 @@ def queue_notices(session: Session, ctx: Context, *, at: datetime, items: Collec
     return len(groups)
 
 
-def _claim_waiting(session: Session, ctx: Context, at: datetime, items: Collection[int] | None) -> list[Notice]:
+def _claim_waiting(session: Session, ctx: Context, at: datetime) -> list[Notice]:
     """Take the waiting notices whose sending window is open; another worker's pass cannot take the same ones.
 
     A notice outside its window (at night, at the weekend) keeps waiting instead of being queued for the morning:
@@ -93,8 +93,6 @@ def _claim_waiting(session: Session, ctx: Context, at: datetime, items: Collecti
         .where(col.status == "issued", col.notified_at.is_(None))
         .order_by(items_col.unit_id, col.id)
     )
-    if items is not None:
-        waiting = waiting.where(col.occurrence_id.in_(list(items)))
     rows = [(e, o) for e, o in session.execute(waiting).tuples() if _window_open(ctx, o, at)]
     if not rows:
         return []
