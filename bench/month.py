@@ -15,7 +15,6 @@ import argparse
 import os
 import random
 import re
-import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -73,12 +72,7 @@ class Tally:
 
 def prepare(folder: Path, inbox: Inbox) -> None:
     """The shipped calendars with the demo contacts pointed at this run's receivers, and the settings for them."""
-    target = folder / "calendars"
-    shutil.copytree(REPO / "calendars", target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    for path in target.rglob("*.yaml"):
-        text = path.read_text(encoding="utf-8")
-        text = text.replace("127.0.0.1:8025", f"127.0.0.1:{inbox.smtp_port}")
-        path.write_text(text.replace("127.0.0.1:8026", f"127.0.0.1:{inbox.http_port}"), encoding="utf-8")
+    target = inbox.calendars_for(REPO / "calendars", folder / "calendars")
     os.environ.update(
         DUTIES_VAR_DIR=str(folder / "var"),
         DUTIES_CALENDARS=str(target),

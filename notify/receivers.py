@@ -12,6 +12,7 @@ import email
 import email.policy
 import json
 import re
+import shutil
 import socket
 import threading
 import time
@@ -79,6 +80,17 @@ class Inbox:
 
     def hook_url(self, path: str) -> str:
         return f"json://127.0.0.1:{self.http_port}/{path.lstrip('/')}"
+
+    def calendars_for(self, source: Path, target: Path) -> Path:
+        """A copy of the calendars at ``source`` with the demo contacts (127.0.0.1:8025/8026) pointed at these
+        receivers: the tests and the simulated month run the shipped programme against them."""
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+        for path in target.rglob("*.yaml"):
+            content = path.read_text(encoding="utf-8")
+            content = content.replace("127.0.0.1:8025", f"127.0.0.1:{self.smtp_port}")
+            content = content.replace("127.0.0.1:8026", f"127.0.0.1:{self.http_port}")
+            path.write_text(content, encoding="utf-8")
+        return target
 
     def keep_mail(self, mail: Mail, raw: bytes) -> None:
         with self._lock:

@@ -4,10 +4,9 @@ with their contacts pointed at real receivers on 127.0.0.1, and a step context."
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,6 +20,7 @@ from flows.steps import Context, sync_program
 from notify.receivers import Inbox
 from notify.send import send_apprise
 from store import db
+from store.scratch import one_occurrence
 from store.settings import get_settings
 
 # browser, phone_page, desk_page, screenshot; now, client, item (the web tests' frozen clock, client and item)
@@ -68,14 +68,19 @@ def fresh_inbox(inbox: Inbox) -> Inbox:
 @pytest.fixture
 def calendars_dir(tmp_path: Path, inbox: Inbox) -> Path:
     """The shipped calendars, with the demo contacts pointed at this session's receivers."""
-    target = tmp_path / "calendars"
-    shutil.copytree(REPO / "calendars", target, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    for path in target.rglob("*.yaml"):
-        content = path.read_text(encoding="utf-8")
-        content = content.replace("127.0.0.1:8025", f"127.0.0.1:{inbox.smtp_port}")
-        content = content.replace("127.0.0.1:8026", f"127.0.0.1:{inbox.http_port}")
-        path.write_text(content, encoding="utf-8")
-    return target
+    return inbox.calendars_for(REPO / "calendars", tmp_path / "calendars")
+
+
+LEDGER_AT = local("2026-03-02T09:30")
+
+
+@pytest.fixture
+def ledger(sqlite_store: str) -> Iterator[Session]:
+    """A store with one unit and one occurrence to hang deliveries on (tests of the outbox and of sending)."""
+    with db.session_scope() as session:
+        one_occurrence(session, at=LEDGER_AT, due=LEDGER_AT + timedelta(days=3))
+        session.commit()
+        yield session
 
 
 def _sqlite_url(tmp_path: Path) -> str:

@@ -7,7 +7,6 @@ gets a message twice posts it twice in the group, so "maybe" must never become "
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 
@@ -17,13 +16,11 @@ from sqlmodel import Session
 from notify import outbox
 from notify.receivers import Inbox, free_port
 from notify.send import failure_mode, send_apprise
-from store import db
-from store.scratch import one_occurrence
-from tests.conftest import local
+from tests.conftest import LEDGER_AT
 from tests.failing_servers import HTTP_MODES, failing_server, full_backlog
 from tests.test_outbox import deliveries, queue_to
 
-AT = local("2026-03-02T09:30")
+AT = LEDGER_AT  # the ledger fixture's moment (tests/conftest.py)
 FAST = "cto=0.5&rto=0.5"
 
 
@@ -37,14 +34,6 @@ def bot_urls(base: str) -> dict[str, str]:
         "smsgw": f"smsgw://{host_port}/sms?to=13800000000&sign=湖州城管",
         "json": f"json://{host_port}/hook?{FAST}",
     }
-
-
-@pytest.fixture
-def ledger(sqlite_store: str) -> Iterator[Session]:
-    with db.session_scope() as session:
-        one_occurrence(session, at=AT, due=AT + timedelta(days=3))
-        session.commit()
-        yield session
 
 
 def send_each(session: Session, urls: dict[str, str]) -> dict[str, str]:

@@ -4,7 +4,6 @@ answers 200, 500, 404 and slowly, and a port where nothing listens."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,19 +16,9 @@ from notify.receivers import Inbox, free_port
 from notify.send import send_apprise
 from store import db
 from store.models import AuditEvent, Contact, Delivery, Unit
-from store.scratch import one_occurrence
-from tests.conftest import local
+from tests.conftest import LEDGER_AT, local
 
-AT = local("2026-03-02T09:30")
-
-
-@pytest.fixture
-def ledger(sqlite_store: str) -> Iterator[Session]:
-    """A store with one unit and one occurrence to hang deliveries on."""
-    with db.session_scope() as session:
-        one_occurrence(session, at=AT, due=AT + timedelta(days=3))
-        session.commit()
-        yield session
+AT = LEDGER_AT  # the ledger fixture's moment (tests/conftest.py)
 
 
 def queue_to(session: Session, urls: list[str], stage: str = "remind:3d") -> list[Delivery]:
