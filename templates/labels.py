@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from store.models import DELIVERY_STATES, LEVEL_NAMES
+
 CHANNELS = {
     "mailto": "邮件",
     "mailtos": "邮件",
@@ -18,7 +20,6 @@ CHANNELS = {
     "xml": "Webhook",
     "xmls": "Webhook",
 }
-LEVELS = {"1": "交办通知", "2": "督办通知", "3": "约谈通知"}
 DECISIONS = {"extend": "延期", "park": "挂账", "reopen": "返工", "waive": "免除", "verify": "核查不通过"}
 
 
@@ -33,7 +34,8 @@ def stage_label(stage: str) -> str:
         return "到期当天提醒" if days <= 0 else f"到期前 {days} 天提醒"
     if found := re.fullmatch(r"level:(\d)(?::repeat:(\d+))?", stage):
         repeat = f"（第 {int(found.group(2)) + 1} 次送达）" if found.group(2) else ""
-        return LEVELS.get(found.group(1), "升级通知") + repeat
+        level = int(found.group(1))
+        return f"{LEVEL_NAMES[level] if 1 <= level <= 3 else '升级'}通知{repeat}"
     if found := re.fullmatch(r"decision:(\w+)@\d+", stage):
         return f"事项变更（{DECISIONS.get(found.group(1), found.group(1))}）"
     prefixes = {
@@ -44,10 +46,6 @@ def stage_label(stage: str) -> str:
         "finding": "整改通知",
     }
     return prefixes.get(stage.split(":", 1)[0], stage)
-
-
-LEVEL_WORDS = {0: "未升级", 1: "交办", 2: "督办", 3: "约谈"}
-DELIVERY_WORDS = {"pending": "待发送", "sent": "已发送", "retry": "待重试", "failed": "发送失败", "unknown": "结果未知"}
 
 
 def actor_label(actor: str, units: dict[str, str]) -> str:
@@ -63,9 +61,9 @@ def detail_value(key: str, value: object) -> object:
     if isinstance(value, bool):
         return "是" if value else "否"
     if key == "level" and isinstance(value, int):
-        return LEVEL_WORDS.get(value, value)
+        return "未升级" if value == 0 else LEVEL_NAMES.get(value, value)
     if key == "stage" and isinstance(value, str):
         return stage_label(value)
     if key == "previous" and isinstance(value, str):
-        return DELIVERY_WORDS.get(value, value)
+        return DELIVERY_STATES.get(value, value)
     return value
