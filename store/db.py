@@ -69,13 +69,18 @@ def mark_in_use(database: Path) -> None:
     _IN_USE[key] = handle
 
 
+def release_in_use(database: Path) -> None:
+    """Give up this process's shared lock on the store (it no longer uses it)."""
+    own = _IN_USE.pop(database.resolve(), None)
+    if own is not None:
+        own.close()
+
+
 @contextmanager
 def used_alone(database: Path) -> Iterator[None]:
     """The SQLite store to this process alone, or StoreInUse: nobody else may read or write it meanwhile."""
     key = database.resolve()
-    own = _IN_USE.pop(key, None)
-    if own is not None:
-        own.close()  # this process's own shared lock would stand in its way
+    release_in_use(key)  # this process's own shared lock would stand in its way
     key.parent.mkdir(parents=True, exist_ok=True)
     with _marker(key).open("a") as handle:
         try:

@@ -126,7 +126,10 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, calendars_dir:
 
 def _reset_caches() -> None:
     if db.get_engine.cache_info().currsize:
-        db.get_engine().dispose()  # close the previous test's connections before its store goes away
+        engine = db.get_engine()
+        engine.dispose()  # close the previous test's connections before its store goes away
+        if engine.url.database and engine.dialect.name == "sqlite":
+            db.release_in_use(Path(engine.url.database))  # and its in-use lock, so a long run keeps few files open
     db.get_engine.cache_clear()
     get_settings.cache_clear()
 
