@@ -20,7 +20,16 @@ from pydantic import BaseModel, ValidationError
 
 import notify.send  # noqa: F401  (validate URLs with the plugins that will send them: bots, SMS)
 from calendars.recurrence import expand, period_starts
-from calendars.schema import CalendarFile, ContactSpec, DutySpec, LadderSpec, ProgrammeSpec, UnitSpec, WorkdayFile
+from calendars.schema import (
+    CalendarFile,
+    ContactSpec,
+    DutySpec,
+    LadderSpec,
+    ProgrammeSpec,
+    ScoringSpec,
+    UnitSpec,
+    WorkdayFile,
+)
 from calendars.workdays import WorkdayCalendar
 
 WORKDAY_FOLDER = "workdays"
@@ -113,6 +122,7 @@ class Program:
     """Everything the calendars say: the programme, units, ladders, duties and the working-day calendar."""
 
     programme: ProgrammeSpec | None = None  # None: a folder that names no guidance (messages then cite bare clauses)
+    scoring: ScoringSpec | None = None  # None: the folder sets no assessment (flows/assessment.py)
     units: dict[str, UnitSpec] = field(default_factory=dict)
     ladders: dict[str, LadderSpec] = field(default_factory=dict)
     duties: dict[str, DutySpec] = field(default_factory=dict)
@@ -257,14 +267,8 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
         parsed = _salvage(raw, program)
     if parsed is None:
         return problems, False
-    if parsed.programme is not None:
-        here = Location(str(path), raw.key_lines["programme"])
-        first = program.where.get(("programme", ""))
-        if first is not None:
-            problems.append(f"{here}: a second programme block (first at {first}): a folder carries one guidance")
-        else:
-            program.programme = parsed.programme
-            program.where[("programme", "")] = here
+    for block in ("programme", "scoring"):
+        problems += _single_block(raw, parsed, block, path, program)
     sections: tuple[tuple[str, str, list[Any], dict[str, Any]], ...] = (
         ("unit", "units", parsed.units, program.units),
         ("ladder", "ladders", parsed.ladders, program.ladders),
@@ -287,6 +291,21 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
             line = _line_of(raw, ("units", index, "contacts", number, "url"))
             program.where[("contact", f"{unit.id}/{contact.name}")] = Location(str(path), line)
     return problems, True
+
+
+def _single_block(raw: Any, parsed: CalendarFile, block: str, path: Path, program: Program) -> list[str]:
+    """``programme`` and ``scoring``: one per folder, in whichever file holds it."""
+    value = getattr(parsed, block)
+    if value is None:
+        return []
+    here = Location(str(path), raw.key_lines[block])
+    first = program.where.get((block, ""))
+    if first is not None:
+        what = "guidance" if block == "programme" else "assessment"
+        return [f"{here}: a second {block} block (first at {first}): a folder carries one {what}"]
+    setattr(program, block, value)
+    program.where[(block, "")] = here
+    return []
 
 
 SECTIONS: dict[str, tuple[str, type[BaseModel]]] = {
@@ -360,11 +379,13 @@ def _cross_check(program: Program) -> list[str]:
                 f"{program.location('duty', duty.id, 'ladder')}: duty {duty.id}: unknown ladder {duty.ladder!r}"
             )
         subjects = duty.unannounced.subjects if duty.unannounced else []
+        checked = duty.quota.subjects if duty.quota else []
         for field_name, selectors in (
             ("lead", duty.lead),
             ("cooperating", duty.cooperating),
             ("assignees", duty.assignees),
             ("unannounced", subjects),
+            ("quota", checked),
         ):
             for selector in selectors:
                 if not program.resolve(selector) and not program.is_broken("unit", selector):
@@ -377,7 +398,20 @@ def _cross_check(program: Program) -> list[str]:
                 f"{here}: duty {duty.id}: due.roll: none lets a due date fall on a day off; "
                 "write roll: backward or roll: forward"
             )
-    return problems
+    return problems + _scoring_problems(program)
+
+
+def _scoring_problems(program: Program) -> list[str]:
+    """Every unit a ranking group names must exist."""
+    if program.scoring is None:
+        return []
+    here = program.where[("scoring", "")]
+    return [
+        f"{here}: scoring: group {group.id}: unknown unit or group {selector!r}"
+        for group in program.scoring.groups
+        for selector in group.units
+        if not program.resolve(selector) and not program.is_broken("unit", selector)
+    ]
 
 
 # Long enough to meet every month and weekday combination, and a 29 February, whatever the rule.

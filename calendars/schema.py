@@ -242,6 +242,11 @@ class QuotaSpec(Strict):
     """At least ``count`` performed checks per period, each recorded; a period that ends short is overdue."""
 
     count: int = Field(ge=1, le=100, description="Checks required in each period (每周不少于1次 → 1)")
+    subjects: list[str] = Field(
+        default=[],
+        description="Units each check rates (kind:market): the check's form asks which one was checked and whether "
+        "it passed; their results rank them (scoring: check_pass_rate, the 红黑榜)",
+    )
 
 
 HOURS_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
@@ -429,8 +434,118 @@ class ProgrammeSpec(Strict):
         return f"{self.document} {clause}"
 
 
+INDICATORS = {
+    "on_time_rate": "按期完成率",
+    "quota_rate": "抽查完成率",
+    "target_rate": "目标进度",
+    "response_rate": "收到回复率",
+    "check_pass_rate": "抽查合格率",
+}
+DEDUCTIONS = {
+    "late_done": "逾期完成",
+    "overdue": "逾期未完成",
+    "level_1": "被交办",
+    "level_2": "被督办",
+    "level_3": "被约谈",
+    "extended": "延期",
+    "parked": "挂账",
+    "rework": "返工（核查或复检不通过）",
+    "quota_short": "抽查次数不足",
+    "check_failed": "抽查不合格",
+}
+
+
+class GradeSpec(Strict):
+    name: str = Field(min_length=1, description="优秀, 良好, 合格, 不合格")
+    min: float = Field(ge=0, le=1000, description="The lowest score of this grade")
+
+
+class BoardSpec(Strict):
+    """A 红黑榜 over one group: its best ``top`` units on the red list and its worst ``bottom`` on the black."""
+
+    title: str = Field(min_length=1, description="e.g. 市场清扫保洁质量红黑榜")
+    clause: str = Field(min_length=2)
+    top: int = Field(default=3, ge=1, le=50)
+    bottom: int = Field(default=3, ge=1, le=50)
+
+
+class GroupSpec(Strict):
+    """Units ranked against each other: like with like (markets with markets, districts with districts)."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    title: str = Field(min_length=1)
+    units: list[str] = Field(min_length=1, description="Unit ids, kind:X or tag:X")
+    board: BoardSpec | None = None
+
+
+class ScoringSpec(Strict):
+    """The monthly assessment (考核): how the ledger becomes a score per unit, when it is frozen, and the 红黑榜.
+
+    score = base − Σ weight × (1 − rate), over the rates the unit has something to count for, − the deductions
+    (at most ``max_deduction``), never below 0. A weight is the points a rate of 0 loses; each deduction is per
+    item, and an item counts only the highest level it reached.
+    """
+
+    clause: str = Field(min_length=2)
+    quote: str = Field(min_length=1)
+    base: float = Field(default=100, gt=0, le=1000)
+    weights: dict[str, float] = Field(
+        description="Rate → the points a rate of 0 loses; a rate with nothing to count for a unit loses nothing"
+    )
+    deductions: dict[str, float] = Field(default={}, description="Points per item: late_done, overdue, level_1 …")
+    max_deduction: float = Field(default=40, ge=0, le=1000)
+    grades: list[GradeSpec] = Field(min_length=1, description="Highest first")
+    cutoff_workday: int = Field(
+        default=5, ge=1, le=20, description="The month is frozen on this working day of the next month, at cutoff_time"
+    )
+    cutoff_time: ClockTime = TimeOfDay(17, 0)
+    objection_workdays: int = Field(default=3, ge=0, le=20, description="Working days after the cut-off for 异议")
+    document_prefix: str = Field(default="湖城管考", min_length=1, max_length=16)
+    groups: list[GroupSpec] = []
+    inferred: bool = False
+    assumption: str = ""
+
+    @field_validator("weights")
+    @classmethod
+    def _known_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(INDICATORS))
+        if unknown:
+            raise ValueError(f"unknown rate {unknown[0]!r}: write one of {', '.join(INDICATORS)}")
+        if any(weight < 0 for weight in value.values()) or not any(weight > 0 for weight in value.values()):
+            raise ValueError("weights are numbers ≥ 0, and at least one is above 0")
+        return value
+
+    @field_validator("deductions")
+    @classmethod
+    def _known_deductions(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(DEDUCTIONS))
+        if unknown:
+            raise ValueError(f"unknown deduction {unknown[0]!r}: write one of {', '.join(DEDUCTIONS)}")
+        if any(points < 0 for points in value.values()):
+            raise ValueError("deductions are points ≥ 0 per item")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScoringSpec:
+        if self.inferred and not self.assumption.strip():
+            raise ValueError("inferred: true needs an assumption saying what was assumed and why")
+        floors = [grade.min for grade in self.grades]
+        if floors != sorted(floors, reverse=True) or len(set(floors)) != len(floors):
+            raise ValueError(f"grades must go from the highest min to the lowest, got {floors}")
+        if floors[-1] != 0:
+            raise ValueError("the last grade must have min: 0, so every score has a grade")
+        ids = [group.id for group in self.groups]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"group ids must be unique, got {ids}")
+        return self
+
+    def grade(self, score: float) -> str:
+        return next(grade.name for grade in self.grades if score >= grade.min)
+
+
 class CalendarFile(Strict):
     programme: ProgrammeSpec | None = None
+    scoring: ScoringSpec | None = None
     units: list[UnitSpec] = []
     ladders: list[LadderSpec] = []
     duties: list[DutySpec] = []

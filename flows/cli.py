@@ -21,7 +21,7 @@ from calendars.loader import CalendarError, Program
 from calendars.loader import check as check_calendars
 from calendars.recurrence import Period, expand
 from calendars.schema import CalendarFile, DutySpec, WorkdayFile
-from flows import cli_ladder, health, rehearsal, runtime, steps
+from flows import cli_assess, cli_ladder, health, rehearsal, runtime, steps
 from flows.cli_support import (
     AtOption,
     JsonOption,
@@ -336,6 +336,7 @@ def _set_links(session: Session, occurrence: Occurrence, *, revoked: bool, at: d
 
 
 cli_ladder.register(app)
+cli_assess.register(app)
 
 
 @app.command()

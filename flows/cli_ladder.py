@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from flows import actions, inspections, ladder, rehearsal, runtime
 from flows.actions import ActionError
+from flows.assessment import AssessmentError
 from flows.cli_support import (
     AtOption,
     JsonOption,
@@ -30,6 +31,7 @@ from flows.cli_support import (
 from flows.common import Context
 from flows.inspections import InspectionError, Responsible
 from flows.ladder import LadderError
+from flows.scores import PeriodError
 from store.models import Campaign, Unit
 from store.settings import get_settings
 
@@ -43,7 +45,7 @@ def acting(*, dry_run: bool = False) -> Iterator[tuple[Session, Context]]:
     with rehearsal.throwaway_store() if dry_run else opened_store() as session:
         try:
             yield session, runtime.make_context(session, program_or_exit())
-        except (InspectionError, LadderError, ActionError) as refusal:
+        except (InspectionError, LadderError, ActionError, AssessmentError, PeriodError) as refusal:
             fail(str(refusal))
 
 

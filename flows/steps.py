@@ -20,6 +20,7 @@ from calendars.loader import Program
 from calendars.recurrence import Period, expand, reminder_times
 from calendars.schema import DutySpec
 from calendars.workdays import UNPUBLISHED_FLAG
+from flows.assessment import assessment_step
 from flows.common import SYSTEM, Context, Row, occurrence_row, open_batches
 from flows.ladder import escalate, repeat_notices
 from flows.notice_batches import queue_notices
@@ -54,6 +55,7 @@ class TickReport:
     failed: int = 0
     retrying: int = 0
     unknown: int = 0
+    assessment: str = ""  # frozen or published: what the tick did to last month's 考核
     flags: list[str] = field(default_factory=list)
 
 
@@ -480,6 +482,7 @@ def tick(session: Session, ctx: Context, *, at: datetime) -> TickReport:
     report.escalated = escalate(session, ctx, at=at, notify=False)
     report.repeated = repeat_notices(session, ctx, at=at, notify=False)
     queue_notices(session, ctx, at=at)  # one message per recipient for the new notices and the repeats together
+    report.assessment = assessment_step(session, ctx, at=at)
     sending = dispatch(session, ctx, at=at)
     report.sent, report.failed, report.unknown = sending.sent, sending.failed, sending.unknown
     report.retrying = sending.retry

@@ -54,7 +54,7 @@ class DispatchReport:
     skipped: int = 0  # rows whose lease expired mid-batch and that another dispatcher took over
 
 
-def idempotency_key(occurrence_id: int, stage: str, contact_id: int) -> str:
+def idempotency_key(occurrence_id: int | None, stage: str, contact_id: int) -> str:
     """The same for every attempt at one delivery, different for every other one."""
     return hashlib.sha256(f"duties|{occurrence_id}|{stage}|{contact_id}".encode()).hexdigest()[:32]
 
@@ -62,7 +62,7 @@ def idempotency_key(occurrence_id: int, stage: str, contact_id: int) -> str:
 def queue(
     session: Session,
     *,
-    occurrence_id: int,
+    occurrence_id: int | None,
     stage: str,
     contacts: Sequence[Contact],
     title: str,
@@ -88,7 +88,7 @@ def queue(
 
 def delivery_rows(
     *,
-    occurrence_id: int,
+    occurrence_id: int | None,
     stage: str,
     contacts: Sequence[Contact],
     title: str,

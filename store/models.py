@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, and_, or_
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, and_, or_, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -159,11 +159,22 @@ class Occurrence(SQLModel, table=True):
 class Delivery(SQLModel, table=True):
     """One row per occurrence, stage, recipient and channel; written before the message is sent."""
 
-    __table_args__ = (UniqueConstraint("occurrence_id", "stage", "contact_id"),)
+    __table_args__ = (
+        UniqueConstraint("occurrence_id", "stage", "contact_id"),
+        # A message about no single item (an assessment's 通报) is unique by stage and recipient instead.
+        Index(
+            "ux_delivery_unattached",
+            "stage",
+            "contact_id",
+            unique=True,
+            sqlite_where=text("occurrence_id IS NULL"),
+            postgresql_where=text("occurrence_id IS NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    occurrence_id: int = Field(foreign_key="occurrence.id", index=True)
-    stage: str = Field(max_length=32, description="remind:3d@20260227, moved:…, level:1 …")
+    occurrence_id: int | None = Field(default=None, foreign_key="occurrence.id", index=True)
+    stage: str = Field(max_length=32, description="remind:3d@20260227, moved:…, level:1 …, report:12")
     contact_id: int = Field(foreign_key="contact.id")
     unit_id: str = Field(max_length=64)
     channel: str = Field(max_length=32)
@@ -213,6 +224,23 @@ class Confirmation(SQLModel, table=True):
     verdict: str = Field(default="", max_length=8, description="核查: empty until checked, then pass or fail")
     verified_by: str = Field(default="", max_length=64)
     verified_at: datetime | None = _aware()
+
+
+class CheckResult(SQLModel, table=True):
+    """One unit rated on one performed spot check (a market on 市场清扫保洁质量抽查): passed, or the problem found.
+
+    The checked units' results rank them (the 红黑榜, flows/scores.py); the checking unit's item counts the check.
+    """
+
+    __table_args__ = (UniqueConstraint("confirmation_id", "subject_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    occurrence_id: int = Field(foreign_key="occurrence.id", index=True, description="The checking unit's item")
+    confirmation_id: int = Field(foreign_key="confirmation.id", index=True)
+    subject_id: str = Field(foreign_key="unit.id", index=True, max_length=64, description="The unit checked")
+    passed: bool
+    problem: str = ""
+    at: datetime = _aware(nullable=False, index=True)
 
 
 class Escalation(SQLModel, table=True):
@@ -334,6 +362,84 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(max_length=32)
     occurrence_id: int | None = Field(default=None, index=True)
     detail: dict[str, Any] = _json()
+
+
+class Assessment(SQLModel, table=True):
+    """One assessment (考核) of one period: a snapshot of every unit's score, frozen at the cut-off moment.
+
+    ``status``: ``draft`` (computed before the cut-off, replaced by each run), ``open`` (frozen; units may object
+    until ``objection_until``), ``published`` (numbered 通报; never changes again). A correction after publication is
+    a new row with the next ``version`` that ``corrects`` the published one (更正).
+    """
+
+    __table_args__ = (UniqueConstraint("period", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    period: str = Field(max_length=16, index=True, description="2026-11, 2026-Q4 or 2026")
+    version: int = 1
+    corrects: int | None = Field(default=None, description="The published assessment this one corrects (更正)")
+    status: str = Field(default="draft", max_length=16, index=True)
+    starts_at: datetime = _aware(nullable=False)
+    ends_at: datetime = _aware(nullable=False)
+    cutoff_at: datetime = _aware(nullable=False)
+    computed_at: datetime = _aware(nullable=False)
+    objection_until: datetime | None = _aware()
+    published_at: datetime | None = _aware()
+    published_by: str = Field(default="", max_length=64)
+    document: str = Field(default="", max_length=64, description="湖城管考〔2026〕3号, once published")
+    digest: str = Field(default="", max_length=64, description="sha256 of the inputs: the same ledger, the same digest")
+    scoring: dict[str, Any] = _json()  # the scoring block it was computed with
+    summary: dict[str, Any] = _json()  # groups, districts, families, boards: what the 通报 and the dashboard show
+    reason: str = ""  # why a correction was made
+
+
+class AssessmentScore(SQLModel, table=True):
+    """One unit's score in one assessment, with the counts and rates behind it."""
+
+    __table_args__ = (UniqueConstraint("assessment_id", "unit_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    assessment_id: int = Field(foreign_key="assessment.id", index=True)
+    unit_id: str = Field(max_length=64, index=True)
+    group_id: str = Field(default="", max_length=64)
+    district: str | None = Field(default=None, max_length=64)
+    score: float = 0.0
+    deducted: float = 0.0
+    grade: str = Field(default="", max_length=16)
+    rank: int | None = None  # within its group; None for a unit with nothing to assess
+    indicators: dict[str, Any] = _json()
+
+
+class Deduction(SQLModel, table=True):
+    """Points taken from one unit for one item: what a unit may object to."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    assessment_id: int = Field(foreign_key="assessment.id", index=True)
+    unit_id: str = Field(max_length=64, index=True)
+    occurrence_id: int | None = Field(default=None, index=True)
+    reason: str = Field(max_length=16, description="late_done, overdue, level_2 … (calendars.schema.DEDUCTIONS)")
+    points: float
+    withdrawn: bool = False  # by an accepted objection
+
+
+class Objection(SQLModel, table=True):
+    """A unit's 异议 against one deduction, and the manager's answer."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    assessment_id: int = Field(foreign_key="assessment.id", index=True)
+    deduction_id: int = Field(foreign_key="deduction.id", index=True, unique=True)
+    unit_id: str = Field(max_length=64)
+    reason: str
+    evidence: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    at: datetime = _aware(nullable=False)
+    status: str = Field(default="open", max_length=16, description="open, accepted or rejected")
+    answer: str = ""
+    decided_by: str = Field(default="", max_length=64)
+    decided_at: datetime | None = _aware()
+
+
+ASSESSMENT_STATES = {"draft": "预评（未冻结）", "open": "公示中（可提异议）", "published": "已通报"}
+OBJECTION_STATES = {"open": "待处理", "accepted": "已采纳", "rejected": "未采纳"}
 
 
 def status_condition(status: str, at: datetime) -> Any:

@@ -41,6 +41,19 @@ def cite(clause: str, programme: Any) -> str:
     return programme.cite(clause) if programme is not None else clause
 
 
+def percent(value: float | None) -> str:
+    """0.8765 → 87.7%; no rate (nothing to count) → —."""
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+CHINESE_NUMBERS = "一二三四五六七八九十"
+
+
+def chinese_number(value: int) -> str:
+    """1 → 一 … 10 → 十, for the numbered sections of a 通报; larger numbers as digits."""
+    return CHINESE_NUMBERS[value - 1] if 1 <= value <= len(CHINESE_NUMBERS) else str(value)
+
+
 @lru_cache
 def environment() -> Environment:
     env = Environment(
@@ -58,6 +71,8 @@ def environment() -> Environment:
     env.filters["channel_label"] = channel_label
     env.filters["actor_label"] = actor_label
     env.filters["detail_value"] = detail_value
+    env.filters["percent"] = percent
+    env.filters["chinese_number"] = chinese_number
     return env
 
 

@@ -1,0 +1,458 @@
+"""考核 scores: each unit's indicators and composite score for a period, computed from the ledger alone.
+
+Everything is read "as of" a moment ``at``: an item done after ``at`` counts as not done, a level issued after it as
+not reached. So the same ledger and the same ``at`` give the same numbers and the same digest, whenever they are
+computed. The SQL does the per-item work in a few grouped queries; Python only adds the rows up per unit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, and_, func, or_, select
+from sqlmodel import Session
+
+from calendars.loader import Program
+from calendars.schema import ScoringSpec
+from store.models import AuditEvent, CheckResult, Confirmation, Escalation, Finding, Occurrence, Reinspection
+
+OTHERS = "others"
+OTHERS_TITLE = "其他单位"
+
+
+class PeriodError(ValueError):
+    """A period the assessment cannot read; the message is for the user, in Chinese."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """An assessed period: ``key`` 2026-11, 2026-Q4 or 2026, from ``starts`` up to (not including) ``ends``."""
+
+    key: str
+    starts: date
+    ends: date
+
+    @property
+    def label(self) -> str:
+        year, _, rest = self.key.partition("-")
+        if not rest:
+            return f"{year}年度"
+        return f"{year}年第{rest[1:]}季度" if rest.startswith("Q") else f"{year}年{int(rest)}月"
+
+    def bounds(self, zone: Any) -> tuple[datetime, datetime]:
+        return (
+            datetime.combine(self.starts, datetime.min.time(), tzinfo=zone),
+            datetime.combine(self.ends, datetime.min.time(), tzinfo=zone),
+        )
+
+
+def span_of(text: str) -> Span:
+    """2026-11 (a month), 2026-Q4 (a quarter) or 2026 (a year)."""
+    found = re.fullmatch(r"(\d{4})(?:-(?:(\d{1,2})|[Qq]([1-4])))?", text.strip())
+    if found is None or not 2000 <= int(found.group(1)) <= 2100:
+        raise PeriodError(f"无法识别的考核期“{text}”：请写 2026-11（月）、2026-Q4（季度）或 2026（年）")
+    year = int(found.group(1))
+    if found.group(2):
+        month = int(found.group(2))
+        if not 1 <= month <= 12:
+            raise PeriodError(f"月份“{month}”不在 1–12 之内")
+        return Span(f"{year}-{month:02d}", date(year, month, 1), _month_after(year, month))
+    if found.group(3):
+        quarter = int(found.group(3))
+        return Span(f"{year}-Q{quarter}", date(year, quarter * 3 - 2, 1), _month_after(year, quarter * 3))
+    return Span(str(year), date(year, 1, 1), date(year + 1, 1, 1))
+
+
+def _month_after(year: int, month: int) -> date:
+    return date(year + month // 12, month % 12 + 1, 1)
+
+
+def month_before(day: date) -> Span:
+    """The month before the one ``day`` is in: what is assessed in ``day``'s month."""
+    year, month = (day.year, day.month - 1) if day.month > 1 else (day.year - 1, 12)
+    return span_of(f"{year}-{month:02d}")
+
+
+def cutoff_of(program: Program, scoring: ScoringSpec, span: Span, zone: Any) -> datetime:
+    """The moment the period is frozen: the ``cutoff_workday``-th working day after it ends, at ``cutoff_time``."""
+    day = program.workdays.add_workdays(span.ends - timedelta(days=1), scoring.cutoff_workday)
+    return datetime.combine(day, scoring.cutoff_time, tzinfo=zone)
+
+
+@dataclass
+class Item:
+    """One item due in the period, as it stood at ``at``."""
+
+    id: int
+    unit_id: str
+    duty_id: str
+    due_at: datetime
+    outcome: str  # on_time, late_done, overdue, parked, open (not yet due), or target
+    level: int = 0
+    extended: bool = False
+    reworks: int = 0
+    required: float = 1.0
+    achieved: float = 0.0
+
+
+@dataclass
+class UnitResult:
+    unit_id: str
+    group_id: str
+    district: str | None
+    counts: dict[str, float] = field(default_factory=dict)
+    rates: dict[str, float | None] = field(default_factory=dict)
+    raw: float | None = None  # base less what the rates lost, before deductions; None when nothing was assessed
+    deductions: list[tuple[int | None, str, float]] = field(default_factory=list)  # (item, reason, points)
+    response_hours: float | None = None
+
+    def score(self, scoring: ScoringSpec) -> float | None:
+        return final_score(scoring, self.raw, [points for _, _, points in self.deductions])
+
+    def indicators(self) -> dict[str, Any]:
+        return {**self.counts, **self.rates, "raw": self.raw, "response_hours": self.response_hours}
+
+
+@dataclass
+class Computed:
+    span: Span
+    at: datetime
+    units: dict[str, UnitResult]
+    digest: str
+    families: dict[str, dict[str, float]]
+
+
+COUNTED = ("due", "on_time", "late_done", "overdue", "parked", "extended", "rework", "level_1", "level_2", "level_3")
+
+
+def compute(
+    session: Session, program: Program, scoring: ScoringSpec, span: Span, *, at: datetime, zone: Any
+) -> Computed:
+    """Every unit's indicators and deductions for ``span``, as of ``at``."""
+    start, end = span.bounds(zone)
+    items = _items(session, program, start, end, at) + _targets(session, program, start, end, at)
+    escalations = _escalations(session, start, end, at)
+    failed_reinspections = _failed_reinspections(session, start, end, at)
+    checks = _check_results(session, start, end, at)
+    assessed = {item.unit_id for item in items} | set(escalations) | {subject for subject, _, _ in checks}
+    units = {unit_id: _new_result(program, scoring, unit_id) for unit_id in sorted(assessed & set(program.units))}
+    families: dict[str, dict[str, float]] = defaultdict(lambda: {"due": 0, "on_time": 0})
+    for item in items:
+        _add_item(units[item.unit_id], item, program, scoring, at)
+        if item.outcome != "open" and program.duties[item.duty_id].kind != "target":
+            family = families[program.duties[item.duty_id].family]
+            family["due"] += 1
+            family["on_time"] += item.outcome == "on_time"
+    for unit_id, (issued, acknowledged, hours) in escalations.items():
+        _add_response(units[unit_id], issued, acknowledged, hours)
+    for subject, check_item, passed in checks:
+        if subject in units:
+            _add_check(units[subject], scoring, check_item, passed)
+    for unit_id, item_id in failed_reinspections:
+        if unit_id in units:
+            units[unit_id].counts["rework"] += 1
+            _deduct(units[unit_id], scoring, item_id, "rework", 1)
+    for result in units.values():
+        _rate(result, scoring)
+    digest = _digest(span, at, scoring, items, escalations, failed_reinspections + checks)
+    return Computed(span, at, units, digest, dict(families))
+
+
+def final_score(scoring: ScoringSpec, raw: float | None, points: list[float]) -> float | None:
+    """The rates' score less the deductions (at most ``max_deduction``), never below 0; None: nothing assessed."""
+    if raw is None:
+        return None
+    return max(0.0, round(raw - min(scoring.max_deduction, sum(points)), 2))
+
+
+def _new_result(program: Program, scoring: ScoringSpec, unit_id: str) -> UnitResult:
+    unit = program.units.get(unit_id)
+    district = unit.district if unit is not None else None
+    return UnitResult(
+        unit_id=unit_id,
+        group_id=group_of(program, scoring, unit_id),
+        district=district or (unit_id if unit is not None and unit.kind == "district_office" else None),
+        counts=dict.fromkeys(COUNTED, 0)
+        | {"quota_required": 0.0, "quota_done": 0.0, "targets": 0, "target_progress": 0.0}
+        | {"escalations": 0, "acknowledged": 0, "checked": 0, "check_failed": 0},
+    )
+
+
+def group_of(program: Program, scoring: ScoringSpec, unit_id: str) -> str:
+    """The first ranking group that names the unit; ``others`` for a unit in none."""
+    for group in scoring.groups:
+        if any(unit_id in program.resolve(selector) for selector in group.units):
+            return group.id
+    return OTHERS
+
+
+def _items(session: Session, program: Program, start: datetime, end: datetime, at: datetime) -> list[Item]:
+    """The items due in the period and not waived by ``at``, with what the confirmations, the ladder and the audit
+    say of each as of ``at``: one query per kind of fact, each grouped per item."""
+    occ = Occurrence.__table__.c  # type: ignore[attr-defined]
+    targets = [duty.id for duty in program.duties.values() if duty.kind == "target"]
+    due_in_period = and_(
+        occ.duty_id.not_in(targets),
+        occ.due_at >= start,
+        occ.due_at < end,
+        occ.created_at <= at,
+        or_(occ.waived_at.is_(None), occ.waived_at > at),
+    )
+    rows = session.execute(
+        select(occ.id, occ.unit_id, occ.duty_id, occ.due_at, occ.done_at, occ.parked_at, occ.required)
+        .where(due_in_period)
+        .order_by(occ.id)
+    ).all()
+    ids = select(occ.id).where(due_in_period).scalar_subquery()
+    achieved, reworks = _confirmations(session, ids, at)
+    levels = _levels(session, ids, at)
+    extended = _extended(session, ids, at)
+    items = []
+    for row in rows:
+        if row.duty_id not in program.duties or row.unit_id not in program.units:
+            continue  # a duty or unit since removed from the calendars: nothing to hold anyone to
+        items.append(
+            Item(
+                id=row.id,
+                unit_id=row.unit_id,
+                duty_id=row.duty_id,
+                due_at=row.due_at,
+                outcome=_outcome(row, at),
+                level=levels.get(row.id, 0),
+                extended=row.id in extended,
+                reworks=reworks.get(row.id, 0),
+                required=row.required,
+                achieved=achieved.get(row.id, 0.0),
+            )
+        )
+    return items
+
+
+def _targets(session: Session, program: Program, start: datetime, end: datetime, at: datetime) -> list[Item]:
+    """The targets running through the period, each with its progress as of ``at`` (a sum of reports, or the latest
+    report for a level such as 亮灯率) and, as ``required``, the part of its goal expected by the period's end."""
+    occ = Occurrence.__table__.c  # type: ignore[attr-defined]
+    con = Confirmation.__table__.c  # type: ignore[attr-defined]
+    targets = {duty.id: duty for duty in program.duties.values() if duty.target is not None}
+    rows = session.execute(
+        select(occ.id, occ.unit_id, occ.duty_id, occ.starts_at, occ.due_at, occ.required)
+        .where(
+            occ.duty_id.in_(list(targets)),
+            occ.starts_at < end,
+            occ.due_at >= start,
+            occ.created_at <= at,
+            or_(occ.waived_at.is_(None), occ.waived_at > at),
+        )
+        .order_by(occ.id)
+    ).all()
+    reports: dict[int, list[float]] = defaultdict(list)
+    query = (
+        select(con.occurrence_id, con.amount)
+        .where(con.occurrence_id.in_([row.id for row in rows]), con.confirmed_at <= at)
+        .order_by(con.confirmed_at, con.id)
+    )
+    for occurrence_id, amount in session.execute(query):
+        reports[occurrence_id].append(float(amount))
+    items = []
+    for row in rows:
+        duty = targets[row.duty_id]
+        if row.unit_id not in program.units or duty.target is None:
+            continue
+        mine = reports.get(row.id, [])
+        achieved = sum(mine) if duty.target.mode == "cumulative" else (mine[-1] if mine else 0.0)
+        share = min(1.0, max(0.0, (min(end, row.due_at) - row.starts_at) / (row.due_at - row.starts_at)))
+        expected = row.required * share if row.due_at > row.starts_at else row.required
+        items.append(Item(row.id, row.unit_id, row.duty_id, row.due_at, "target", required=expected, achieved=achieved))
+    return items
+
+
+def _outcome(row: Any, at: datetime) -> str:
+    done_at = row.done_at if row.done_at is not None and row.done_at <= at else None
+    if done_at is not None:
+        return "on_time" if done_at <= row.due_at else "late_done"
+    if row.parked_at is not None and row.parked_at <= at:
+        return "parked"
+    return "overdue" if row.due_at <= at else "open"
+
+
+def _confirmations(session: Session, ids: Any, at: datetime) -> tuple[dict[int, float], dict[int, int]]:
+    col = Confirmation.__table__.c  # type: ignore[attr-defined]
+    failed = and_(col.verdict == "fail", col.verified_at <= at)
+    query = (
+        select(
+            col.occurrence_id,
+            func.sum(col.amount),
+            func.sum(func.cast(failed, Integer())),
+        )
+        .where(col.occurrence_id.in_(ids), col.confirmed_at <= at)
+        .group_by(col.occurrence_id)
+    )
+    achieved, reworks = {}, {}
+    for occurrence_id, amount, fails in session.execute(query):
+        achieved[occurrence_id] = float(amount or 0)
+        if fails:
+            reworks[occurrence_id] = int(fails)
+    return achieved, reworks
+
+
+def _levels(session: Session, ids: Any, at: datetime) -> dict[int, int]:
+    col = Escalation.__table__.c  # type: ignore[attr-defined]
+    query = (
+        select(col.occurrence_id, func.max(col.level))
+        .where(col.occurrence_id.in_(ids), col.status == "issued", col.at <= at)
+        .group_by(col.occurrence_id)
+    )
+    return {occurrence_id: int(level) for occurrence_id, level in session.execute(query)}
+
+
+def _extended(session: Session, ids: Any, at: datetime) -> set[int]:
+    col = AuditEvent.__table__.c  # type: ignore[attr-defined]
+    query = select(col.occurrence_id).where(col.occurrence_id.in_(ids), col.action == "extended", col.at <= at)
+    return set(session.execute(query.distinct()).scalars())
+
+
+def _escalations(session: Session, start: datetime, end: datetime, at: datetime) -> dict[str, tuple[int, int, float]]:
+    """Per unit, the notices issued in the period: how many, how many the unit pressed 收到 for by ``at``, and
+    the hours it took them in total."""
+    esc = Escalation.__table__.c  # type: ignore[attr-defined]
+    occ = Occurrence.__table__.c  # type: ignore[attr-defined]
+    query = (
+        select(occ.unit_id, esc.at, esc.notified_at, esc.acknowledged_at)
+        .join(Occurrence.__table__, occ.id == esc.occurrence_id)  # type: ignore[attr-defined]
+        .where(esc.status == "issued", esc.at >= start, esc.at < end, esc.at <= at)
+        .order_by(esc.id)
+    )
+    found: dict[str, tuple[int, int, float]] = {}
+    for unit_id, issued_at, notified_at, acknowledged_at in session.execute(query):
+        issued, acknowledged, hours = found.get(unit_id, (0, 0, 0.0))
+        if acknowledged_at is not None and acknowledged_at <= at:
+            acknowledged += 1
+            hours += max(0.0, (acknowledged_at - (notified_at or issued_at)).total_seconds() / 3600)
+        found[unit_id] = (issued + 1, acknowledged, hours)
+    return found
+
+
+def _failed_reinspections(
+    session: Session, start: datetime, end: datetime, at: datetime
+) -> list[tuple[str, int | None]]:
+    """(unit, 整改 item) for every 复检 that failed in the period."""
+    rei = Reinspection.__table__.c  # type: ignore[attr-defined]
+    fin = Finding.__table__.c  # type: ignore[attr-defined]
+    query = (
+        select(fin.unit_id, fin.occurrence_id)
+        .join(Finding.__table__, fin.id == rei.finding_id)  # type: ignore[attr-defined]
+        .where(rei.passed.is_(False), rei.at >= start, rei.at < end, rei.at <= at)
+        .order_by(rei.id)
+    )
+    return [(unit_id, occurrence_id) for unit_id, occurrence_id in session.execute(query)]
+
+
+def _check_results(session: Session, start: datetime, end: datetime, at: datetime) -> list[tuple[str, int, bool]]:
+    """(unit checked, the checking item, passed) for every spot-check result recorded in the period."""
+    col = CheckResult.__table__.c  # type: ignore[attr-defined]
+    query = (
+        select(col.subject_id, col.occurrence_id, col.passed)
+        .where(col.at >= start, col.at < end, col.at <= at)
+        .order_by(col.id)
+    )
+    return [(subject, occurrence_id, bool(passed)) for subject, occurrence_id, passed in session.execute(query)]
+
+
+def _add_check(result: UnitResult, scoring: ScoringSpec, check_item: int, passed: bool) -> None:
+    result.counts["checked"] += 1
+    if not passed:
+        result.counts["check_failed"] += 1
+        _deduct(result, scoring, check_item, "check_failed", 1)
+
+
+def _add_item(result: UnitResult, item: Item, program: Program, scoring: ScoringSpec, at: datetime) -> None:
+    duty = program.duties[item.duty_id]
+    counts = result.counts
+    if duty.kind == "target":
+        _add_target(result, item)
+        return
+    if item.outcome == "open":
+        return  # not yet due: it belongs to the period but cannot be judged yet
+    counts["due"] += 1
+    counts[item.outcome] += 1
+    if duty.kind == "quota":
+        counts["quota_required"] += item.required
+        counts["quota_done"] += min(item.achieved, item.required)
+        if item.outcome in ("overdue", "late_done") and item.achieved < item.required:
+            _deduct(result, scoring, item.id, "quota_short", item.required - item.achieved)
+    if item.outcome in ("late_done", "overdue", "parked"):
+        _deduct(result, scoring, item.id, item.outcome, 1)
+    if item.level:
+        counts[f"level_{item.level}"] += 1
+        _deduct(result, scoring, item.id, f"level_{item.level}", 1)
+    if item.extended:
+        counts["extended"] += 1
+        _deduct(result, scoring, item.id, "extended", 1)
+    if item.reworks:
+        counts["rework"] += item.reworks
+        _deduct(result, scoring, item.id, "rework", item.reworks)
+
+
+def _add_target(result: UnitResult, item: Item) -> None:
+    """A target counts by its progress against the straight line from its start to its due date: ``required`` is
+    the part of the goal expected by the period's end."""
+    result.counts["targets"] += 1
+    result.counts["target_progress"] += min(1.0, item.achieved / item.required) if item.required > 0 else 1.0
+
+
+def _deduct(result: UnitResult, scoring: ScoringSpec, item_id: int | None, reason: str, times: float) -> None:
+    points = scoring.deductions.get(reason, 0.0) * times
+    if points > 0:
+        result.deductions.append((item_id, reason, round(points, 2)))
+
+
+def _add_response(result: UnitResult, issued: int, acknowledged: int, hours: float) -> None:
+    result.counts["escalations"] = issued
+    result.counts["acknowledged"] = acknowledged
+    result.response_hours = round(hours / acknowledged, 1) if acknowledged else None
+
+
+def _rate(result: UnitResult, scoring: ScoringSpec) -> None:
+    counts = result.counts
+    result.rates = {
+        "on_time_rate": _ratio(counts["on_time"], counts["due"]),
+        "quota_rate": _ratio(counts["quota_done"], counts["quota_required"]),
+        "target_rate": _ratio(counts["target_progress"], counts["targets"]),
+        "response_rate": _ratio(counts["acknowledged"], counts["escalations"]),
+        "check_pass_rate": _ratio(counts["checked"] - counts["check_failed"], counts["checked"]),
+    }
+    counted = [(weight, result.rates[name]) for name, weight in scoring.weights.items()]
+    lost = [weight * (1 - rate) for weight, rate in counted if rate is not None]
+    if lost or result.deductions or any(rate is not None for rate in result.rates.values()):
+        result.raw = round(max(0.0, scoring.base - sum(lost)), 2)
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _digest(
+    span: Span,
+    at: datetime,
+    scoring: ScoringSpec,
+    items: list[Item],
+    escalations: dict[str, tuple[int, int, float]],
+    reinspections: list[Any],
+) -> str:
+    """A hash of everything the scores were computed from: equal digests, equal inputs."""
+    facts = {
+        "span": span.key,
+        "at": at.isoformat(),
+        "scoring": scoring.model_dump(mode="json"),
+        "items": [[*asdict(item).values()] for item in items],
+        "escalations": sorted([unit, *values] for unit, values in escalations.items()),
+        "reinspections": reinspections,
+    }
+    text = json.dumps(facts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
