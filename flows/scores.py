@@ -145,7 +145,7 @@ def compute(
     families: dict[str, dict[str, float]] = defaultdict(lambda: {"due": 0, "on_time": 0})
     for item in items:
         _add_item(units[item.unit_id], item, program, scoring, at)
-        if item.outcome != "open" and program.duties[item.duty_id].kind != "target":
+        if item.outcome not in ("open", "target"):
             family = families[program.duties[item.duty_id].family]
             family["due"] += 1
             family["on_time"] += item.outcome == "on_time"
@@ -198,7 +198,7 @@ def _items(session: Session, program: Program, start: datetime, end: datetime, a
     occ = Occurrence.__table__.c  # type: ignore[attr-defined]
     targets = [duty.id for duty in program.duties.values() if duty.kind == "target"]
     due_in_period = and_(
-        occ.duty_id.not_in(targets),
+        or_(occ.duty_id.not_in(targets), occ.finding_id.is_not(None)),  # a 整改 item is due like any other
         occ.due_at >= start,
         occ.due_at < end,
         occ.created_at <= at,
@@ -236,7 +236,8 @@ def _items(session: Session, program: Program, start: datetime, end: datetime, a
 
 def _targets(session: Session, program: Program, start: datetime, end: datetime, at: datetime) -> list[Item]:
     """The targets running through the period, each with its progress as of ``at`` (a sum of reports, or the latest
-    report for a level such as 亮灯率) and, as ``required``, the part of its goal expected by the period's end."""
+    report for a level such as 亮灯率) and, as ``required``, the part of its goal expected by the period's end (or by
+    ``at``, when that comes first: the expected-by-now line)."""
     occ = Occurrence.__table__.c  # type: ignore[attr-defined]
     con = Confirmation.__table__.c  # type: ignore[attr-defined]
     targets = {duty.id: duty for duty in program.duties.values() if duty.target is not None}
@@ -244,6 +245,7 @@ def _targets(session: Session, program: Program, start: datetime, end: datetime,
         select(occ.id, occ.unit_id, occ.duty_id, occ.starts_at, occ.due_at, occ.required)
         .where(
             occ.duty_id.in_(list(targets)),
+            occ.finding_id.is_(None),  # a finding's 整改 item of a target duty is an item due, not progress
             occ.starts_at < end,
             occ.due_at >= start,
             occ.created_at <= at,
@@ -266,7 +268,8 @@ def _targets(session: Session, program: Program, start: datetime, end: datetime,
             continue
         mine = reports.get(row.id, [])
         achieved = sum(mine) if duty.target.mode == "cumulative" else (mine[-1] if mine else 0.0)
-        share = min(1.0, max(0.0, (min(end, row.due_at) - row.starts_at) / (row.due_at - row.starts_at)))
+        now = min(end, at, row.due_at)  # the line as of ``at``: a draft mid-month is not held to the month's end
+        share = min(1.0, max(0.0, (now - row.starts_at) / (row.due_at - row.starts_at)))
         expected = row.required * share if row.due_at > row.starts_at else row.required
         items.append(Item(row.id, row.unit_id, row.duty_id, row.due_at, "target", required=expected, achieved=achieved))
     return items
@@ -319,21 +322,22 @@ def _extended(session: Session, ids: Any, at: datetime) -> set[int]:
 
 def _escalations(session: Session, start: datetime, end: datetime, at: datetime) -> dict[str, tuple[int, int, float]]:
     """Per unit, the notices issued in the period: how many, how many the unit pressed 收到 for by ``at``, and
-    the hours it took them in total."""
+    the hours it took them in total, from the notice's issue (its approval for a level that waited for one), not
+    from a repeat: a repeat is sent because the unit had not answered, and must not shorten its time."""
     esc = Escalation.__table__.c  # type: ignore[attr-defined]
     occ = Occurrence.__table__.c  # type: ignore[attr-defined]
     query = (
-        select(occ.unit_id, esc.at, esc.notified_at, esc.acknowledged_at)
+        select(occ.unit_id, func.coalesce(esc.approved_at, esc.at), esc.acknowledged_at)
         .join(Occurrence.__table__, occ.id == esc.occurrence_id)  # type: ignore[attr-defined]
         .where(esc.status == "issued", esc.at >= start, esc.at < end, esc.at <= at)
         .order_by(esc.id)
     )
     found: dict[str, tuple[int, int, float]] = {}
-    for unit_id, issued_at, notified_at, acknowledged_at in session.execute(query):
+    for unit_id, issued_at, acknowledged_at in session.execute(query):
         issued, acknowledged, hours = found.get(unit_id, (0, 0, 0.0))
         if acknowledged_at is not None and acknowledged_at <= at:
             acknowledged += 1
-            hours += max(0.0, (acknowledged_at - (notified_at or issued_at)).total_seconds() / 3600)
+            hours += max(0.0, (acknowledged_at - issued_at).total_seconds() / 3600)
         found[unit_id] = (issued + 1, acknowledged, hours)
     return found
 
@@ -374,7 +378,7 @@ def _add_check(result: UnitResult, scoring: ScoringSpec, check_item: int, passed
 def _add_item(result: UnitResult, item: Item, program: Program, scoring: ScoringSpec, at: datetime) -> None:
     duty = program.duties[item.duty_id]
     counts = result.counts
-    if duty.kind == "target":
+    if item.outcome == "target":
         _add_target(result, item)
         return
     if item.outcome == "open":
