@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from flows.actions import ActionError
-from store.models import LEVEL_NAMES, STATUSES
+from store.models import LEVEL_NAMES, STATUSES, Assessment
 from store.queries import count_matching, count_occurrences, day_bound, occurrence_json, occurrences_json
 from store.settings import get_settings
-from web import auth
+from web import auth, desk_assess
 from web.auth import Scope
 from web.common import NowDep, RowId, SessionDep, scope_filters, scoped_item
 from web.desk import failed_checks, take_action, timeline
@@ -206,3 +206,32 @@ def act(
         raise HTTPException(409, str(refusal)) from None
     occurrence, duty, unit = _item_or_404(session, scope, occurrence_id, at)
     return ActionDone(ok=True, occurrence=occurrence_json(occurrence, duty, unit, at=at, zone=get_settings().zone))
+
+
+# ---------------------------------------------------------------- assessments (考核)
+
+
+@router.get("/assessments", response_model=list[dict[str, Any]])
+def list_assessments(
+    request: Request,
+    session: SessionDep,
+    scope: ScopeDep,
+    limit: Limit = 1000,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> JSONResponse:
+    """Every assessment, newest period first, without its summary (``/api/assessments/{id}`` gives it, scoped);
+    ``open_objections`` counts the caller's units' only. Paged like /api/occurrences."""
+    visible = None if scope.role == "city" else set(desk_assess.visible_units(session, scope))
+    waiting = desk_assess.waiting_by_assessment(session, visible)
+    found = list(session.execute(desk_assess.newest_first()).scalars())
+    rows = [desk_assess.list_json(a, waiting.get(a.id or 0, 0)) for a in found[offset : offset + limit]]
+    return _page(request, rows, total=len(found), offset=offset)
+
+
+@router.get("/assessments/{assessment_id}")
+def one_assessment(assessment_id: RowId, session: SessionDep, scope: ScopeDep) -> dict[str, Any]:
+    """One assessment: its summary, score rows and deductions (each with its objection), within the caller's scope."""
+    found = session.get(Assessment, assessment_id, populate_existing=True)
+    if found is None:
+        raise HTTPException(404, "考核不存在")
+    return desk_assess.assessment_detail_json(session, scope, found)

@@ -10,7 +10,7 @@ import hashlib
 import io
 import secrets
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse
@@ -24,6 +24,7 @@ from store.db import secret_key
 from store.models import Confirmation, Duty, Escalation, Occurrence, Unit
 from store.queries import find_occurrences
 from store.settings import get_settings
+from web import unit_assess
 from web.common import NowDep, SessionDep, office_short, page, problem_page
 from web.tokens import BadLink, read_token, read_unit_token
 
@@ -195,8 +196,21 @@ def _current_notice(session: Session, occurrence: Occurrence) -> Escalation | No
 def unit_page(token: str, session: SessionDep, at: NowDep) -> HTMLResponse:
     """Every open item of the unit the link names, soonest due first, each with its own confirmation link; an item
     whose links were revoked is listed without one (``confirmation_link`` issues none for it)."""
+    unit = _unit_for(session, secret_key(session), token, at)
+    return unit_page_for(session, unit, token, at)
+
+
+def unit_page_for(
+    session: Session,
+    unit: Unit,
+    token: str,
+    at: datetime,
+    *,
+    status_code: int = 200,
+    objection: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    """The unit page, with its 本单位考核 section (web.unit_assess); ``objection`` keeps a refused 异议's text."""
     secret = secret_key(session)
-    unit = _unit_for(session, secret, token, at)
     settings = get_settings()
     items = [
         (occurrence, duty, occurrence.status_at(at), confirmation_link(settings, secret, occurrence, at=at))
@@ -204,7 +218,8 @@ def unit_page(token: str, session: SessionDep, at: NowDep) -> HTMLResponse:
         if occurrence.status_at(at) in OPEN_STATUSES
     ]
     items.sort(key=lambda item: (item[2] != "overdue", item[0].due_at))
-    return page("unit.html", unit=unit, items=items, at=at)
+    assessed = unit_assess.page_context(session, unit.id, at, objection)
+    return page("unit.html", status_code, unit=unit, items=items, at=at, token=token, **assessed)
 
 
 def _unit_for(session: Session, secret: str, token: str, at: datetime) -> Unit:
