@@ -5,7 +5,9 @@ escalation messages any one recipient got in a single tick.
 
 The shipped calendars and demo units, a fresh SQLite store, and the local SMTP and HTTP receivers; one tick every
 ``--every`` minutes from 08:00 to 18:00. Each working day at 10:00 each unit confirms, with probability ``--confirm``
-(fixed seed), the items due within three days, and at 11:00 a city manager approves every waiting 约谈. Nothing here
+(fixed seed), the items due within three days, and at 11:00 a city manager approves every waiting 约谈. A spot check
+that rates markets names one, drawn with its own fixed seed, and finds it 不合格 about one time in four, so the
+month's 红黑榜 has results to rank. Nothing here
 is a speed measurement: the output is what the office would receive (docs/benchmarks.md keeps the figures).
 """
 
@@ -20,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -27,9 +30,22 @@ from sqlmodel import Session, col
 
 from notify.receivers import Inbox
 
+if TYPE_CHECKING:
+    from calendars.loader import Program
+    from flows.spot_checks import SpotCheck
+    from store.models import Occurrence
+
 REPO = Path(__file__).resolve().parent.parent
 ZONE = ZoneInfo("Asia/Shanghai")
 ESCALATION = re.compile(r"【(交办|督办|约谈)通知|【升级通知】|【抄送】")
+FAILED_SHARE = 0.25  # of spot checks that find a market 不合格
+PROBLEMS = (
+    "市场周边垃圾未及时清运",
+    "摊位前地面油污、积水未清理",
+    "公共厕所保洁不到位，有异味",
+    "垃圾分类桶满溢，未及时更换",
+    "市场出入口乱堆放杂物",
+)
 
 
 @dataclass
@@ -86,6 +102,7 @@ def simulate(tally: Tally, start: date, days: int, every: int, confirm_share: fl
     from store.db import create_tables, get_engine, session_scope
 
     chooser = random.Random(20261203)
+    results = random.Random(20261204)  # its own draws: the confirmations stay those of a run without results
     program = runtime.load_calendars()
     create_tables(get_engine())
     with session_scope() as session:
@@ -94,7 +111,7 @@ def simulate(tally: Tally, start: date, days: int, every: int, confirm_share: fl
             moment = datetime.combine(day, time(8, 0), tzinfo=ZONE)
             while moment.time() <= time(18, 0):
                 if moment.time() == time(10, 0) and program.workdays.is_workday(day):
-                    confirm_some(session, chooser, confirm_share, moment)
+                    confirm_some(session, chooser, confirm_share, moment, checks=(program, results))
                 if moment.time() == time(11, 0):
                     for escalation, _ in ladder.pending(session):
                         try:
@@ -106,7 +123,14 @@ def simulate(tally: Tally, start: date, days: int, every: int, confirm_share: fl
                 moment += timedelta(minutes=every)
 
 
-def confirm_some(session: Session, chooser: random.Random, share: float, moment: datetime) -> None:
+def confirm_some(
+    session: Session,
+    chooser: random.Random,
+    share: float,
+    moment: datetime,
+    *,
+    checks: tuple[Program, random.Random] | None = None,
+) -> None:
     from flows import steps
     from store.models import Occurrence
 
@@ -118,7 +142,27 @@ def confirm_some(session: Session, chooser: random.Random, share: float, moment:
     )
     for item in session.execute(query.order_by(col(Occurrence.id))).scalars().all():
         if chooser.random() < share:
-            steps.confirm(session, occurrence_id=item.id or 0, note="已完成", evidence=[], at=moment, client="month")
+            check = spot_check(session, item, *checks) if checks else None
+            steps.confirm(
+                session, occurrence_id=item.id or 0, note="已完成", evidence=[], at=moment, client="month", check=check
+            )
+
+
+def spot_check(session: Session, item: Occurrence, program: Program, draws: random.Random) -> SpotCheck | None:
+    """What the item's check found at one market of its district, for a spot check that rates markets."""
+    from flows import spot_checks
+    from store.models import Duty, Unit
+
+    duty, checker = session.get(Duty, item.duty_id), session.get(Unit, item.unit_id)
+    if duty is None or checker is None or item.finding_id is not None:
+        return None
+    subjects = spot_checks.subjects_for(session, program, spot_checks.selectors_of(duty), checker)
+    if not subjects:
+        return None
+    market = draws.choice(subjects)
+    if draws.random() < FAILED_SHARE:
+        return spot_checks.SpotCheck(market.id, False, draws.choice(PROBLEMS))
+    return spot_checks.SpotCheck(market.id, True)
 
 
 def main() -> None:

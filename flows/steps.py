@@ -20,6 +20,7 @@ from calendars.loader import Program
 from calendars.recurrence import Period, expand, reminder_times
 from calendars.schema import DutySpec
 from calendars.workdays import UNPUBLISHED_FLAG
+from flows import spot_checks
 from flows.assessment import assessment_step
 from flows.common import SYSTEM, Context, Row, occurrence_row, open_batches
 from flows.ladder import escalate, repeat_notices
@@ -34,6 +35,7 @@ from flows.notices import (
     unit_version,
 )
 from flows.redate import Move, redate
+from flows.spot_checks import SpotCheck
 from notify import outbox
 from notify.outbox import DispatchReport
 from store.db import lock_for_writing, one_writer
@@ -512,8 +514,12 @@ def confirm(
     amount: float = 1.0,
     form_id: str = "single",
     evidence_taken: dict[str, str] | None = None,
+    check: SpotCheck | None = None,
 ) -> str:
     """Record a unit's report: a confirmation, one check of a quota, or progress towards a target.
+
+    ``check``: what a spot check found at the unit it checked (flows/spot_checks.py), recorded with the report in
+    one transaction, at the same moment, or not at all.
 
     Returns ``recorded`` (counted, not complete yet), ``confirmed`` (complete now), ``already`` (complete before, or
     this form was already submitted: nothing changes) or ``closed`` (waived).
@@ -538,7 +544,7 @@ def confirm(
         "client": client[:200],
     }
     with one_writer(session):
-        completed = _record_report(session, occurrence, row, at=at)
+        completed = _record_report(session, occurrence, row, at=at, check=check)
     if completed is None:
         return "already"  # the same form again: a double tap or a retried request
     session.expire(occurrence)
@@ -563,7 +569,9 @@ _FINISH = (
 )
 
 
-def _record_report(session: Session, occurrence: Occurrence, row: dict[str, Any], *, at: datetime) -> bool | None:
+def _record_report(
+    session: Session, occurrence: Occurrence, row: dict[str, Any], *, at: datetime, check: SpotCheck | None = None
+) -> bool | None:
     """Insert the report, add it to the item's progress and close the item when it is complete; committed.
 
     None when this form was recorded before; otherwise whether the item is complete now.
@@ -573,6 +581,8 @@ def _record_report(session: Session, occurrence: Occurrence, row: dict[str, Any]
     if not insert_ignoring_conflicts(session, Confirmation, [row]):
         session.rollback()
         return None
+    if check is not None:
+        spot_checks.record(session, check, occurrence_id=occurrence_id or 0, form_id=row["form_id"], at=at)
     duty = session.get(Duty, occurrence.duty_id)
     # A level target (亮灯率, 满意率) takes the latest reported value; everything else adds up.
     is_level = duty is not None and (duty.spec.get("target") or {}).get("mode") == "level"

@@ -27,6 +27,7 @@ from calendars.loader import Program, load_program
 from flows import actions, inspections, ladder, steps
 from flows.runtime import make_context
 from flows.steps import Context
+from notify.send import Outcome
 from store.models import CheckResult, Confirmation, Occurrence
 from tests.conftest import local
 
@@ -198,10 +199,15 @@ def write_calendars(folder: Path, *, scoring: str = SCORING) -> Path:
     return folder
 
 
+def sent(url: str, title: str, body: str, *, key: str = "") -> Outcome:
+    """A channel that takes every message: these tests read what was queued, not what a receiver got."""
+    return Outcome("sent", f"test: {url}")
+
+
 def scoring_context(session: Session, folder: Path) -> Context:
     program = load_program(folder)
     steps.sync_program(session, program, at=local("2026-10-01T00:00"))
-    return make_context(session, program)
+    return make_context(session, program, send=sent)
 
 
 def item(session: Session, duty: str, unit: str, period: str) -> Occurrence:

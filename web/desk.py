@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from flows import actions, decisions, inspections, runtime
+from flows import actions, decisions, inspections, runtime, spot_checks
 from flows.actions import ActionError
 from flows.common import period_label
 from flows.notices import message
@@ -448,6 +448,7 @@ def _item_page(
         status=occurrence.status_at(at),
         timeline=timeline(session, occurrence_id),
         reports=_rows(session, Confirmation, occurrence_id),
+        check_results=spot_checks.results_of(session, occurrence_id),
         talks=_rows(session, Talk, occurrence_id),
         escalations=_rows(session, Escalation, occurrence_id),
         deliveries=_rows(session, Delivery, occurrence_id),

@@ -18,14 +18,15 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy import bindparam, select
 from sqlmodel import Session, col
 
-from flows import ladder
+from calendars.loader import CalendarError
+from flows import ladder, spot_checks
 from flows.steps import confirm, confirmation_link
 from store.db import secret_key
 from store.models import Confirmation, Duty, Escalation, Occurrence, Unit
 from store.queries import find_occurrences
 from store.settings import get_settings
 from web import unit_assess
-from web.common import NowDep, SessionDep, office_short, page, problem_page
+from web.common import NowDep, SessionDep, office_short, page, problem_page, program
 from web.tokens import BadLink, read_token, read_unit_token
 
 MAX_NOTE = 2000
@@ -100,10 +101,15 @@ def _confirm_page(
     error: str = "",
     outcome: str = "",
     found: tuple[Occurrence, Duty, Unit] | None = None,
+    entered: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    """The page for a token; ``found`` is the item the caller has already checked the token for (not read twice)."""
+    """The page for a token; ``found`` is the item the caller has already checked the token for (not read twice).
+
+    ``entered``: the spot check's fields as the unit filled them in (subject, passed, problem), shown again after
+    an error."""
     occurrence, duty, unit = found or _occurrence_for(session, token, at)
     reports = list(session.execute(_REPORTS, {"occurrence_id": occurrence.id}).scalars())
+    subjects = _subjects(session, occurrence, duty, unit)
     response = page(
         "confirm.html",
         status_code,
@@ -121,6 +127,11 @@ def _confirm_page(
         form_id=secrets.token_urlsafe(12),  # a fresh form each time: the same form submitted twice counts once
         tasks=[t for t in occurrence.detail.split("；") if t],
         max_files=MAX_FILES,
+        subjects=subjects,
+        subject_noun=spot_checks.noun_of(subjects),
+        check_results=spot_checks.results_of(session, occurrence.id or 0),
+        entered=entered or {},
+        max_problem=spot_checks.MAX_PROBLEM,
     )
     if outcome:
         response.headers["X-Duties-Outcome"] = outcome
@@ -145,14 +156,24 @@ def post_confirmation(
     amount: Annotated[str, Form()] = "",
     form_id: Annotated[str, Form(max_length=64)] = "single",
     evidence: Annotated[list[UploadFile] | None, File()] = None,
+    subject: Annotated[str, Form(max_length=64)] = "",
+    passed: Annotated[str, Form(max_length=8)] = "",
+    check_problem: Annotated[str, Form(alias="problem", max_length=4000)] = "",
 ) -> HTMLResponse:
+    """A report; a spot check that rates units also says which one it checked and what it found (``subject``,
+    ``passed`` 1 or 0, ``problem``, required when 0)."""
     occurrence, duty, unit = _occurrence_for(session, token, at)
     quantity, problem = _read_amount(amount, is_target=duty.kind == "target" and occurrence.finding_id is None)
+    subjects = _subjects(session, occurrence, duty, unit)
+    check, check_refusal = spot_checks.read_check(subjects, subject, passed, check_problem) if subjects else (None, "")
     photos, photo_problem = _read_photos(note, [f for f in (evidence or []) if f.filename])
-    problem = problem or photo_problem
+    problem = problem or check_refusal or photo_problem
     if problem:  # show the form again with what the unit typed, so nothing entered is lost
         found = (occurrence, duty, unit)
-        return _confirm_page(session, token, at, status_code=400, note=note, amount=amount, error=problem, found=found)
+        entered = {"subject": subject, "passed": passed, "problem": check_problem}
+        return _confirm_page(
+            session, token, at, status_code=400, note=note, amount=amount, error=problem, found=found, entered=entered
+        )
     stored = {_store_photo(photo.data, photo.kind): photo.taken for photo in photos}
     outcome = confirm(
         session,
@@ -164,6 +185,7 @@ def post_confirmation(
         client=request.headers.get("user-agent", ""),
         amount=quantity,
         form_id=form_id or "single",
+        check=check,
     )
     if outcome == "closed":
         return problem_page(409, "事项已关闭", "该事项已由管理部门免除，无需确认。")
@@ -178,6 +200,18 @@ def acknowledge_notice(token: str, session: SessionDep, at: NowDep) -> HTMLRespo
     done = ladder.acknowledge(session, occurrence_id=occurrence.id or 0, actor=f"unit:{unit.id}", at=at)
     session.expire_all()
     return _confirm_page(session, token, at, outcome="acknowledged" if done else "already")
+
+
+def _subjects(session: Session, occurrence: Occurrence, duty: Duty, unit: Unit) -> list[Unit]:
+    """The units this item's check reports may name (the markets of 举措2); none for every other item."""
+    selectors = spot_checks.selectors_of(duty)
+    if not selectors or occurrence.finding_id is not None:
+        return []
+    try:
+        known = program()
+    except CalendarError:  # the unit can still record its check; it names no market until the calendars are fixed
+        return []
+    return spot_checks.subjects_for(session, known, selectors, unit)
 
 
 def _current_notice(session: Session, occurrence: Occurrence) -> Escalation | None:
