@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from flows import assessment
+from flows import assessment, reports
 from flows.cli_ladder import acting
-from flows.cli_support import AtOption, JsonOption, emit_json, fail, moment, out
+from flows.cli_support import AtOption, JsonOption, emit_json, err, fail, moment, out
 from flows.common import Context
 from flows.scores import month_before, span_of
 from store.models import ASSESSMENT_STATES, Assessment
@@ -66,9 +67,35 @@ def ranking(
             _print_group(entry)
 
 
+def report(
+    month: MonthOption = None,
+    xlsx: Annotated[Path | None, typer.Option("--xlsx", help="写出考核工作簿（XLSX）到此文件")] = None,
+    pdf: Annotated[Path | None, typer.Option("--pdf", help="写出可打印的通报（PDF）到此文件")] = None,
+    at: AtOption = None,
+) -> None:
+    """考核报告：把最近一次考核写成 PDF 通报（--pdf）和/或 XLSX 工作簿（--xlsx），输出文件路径。"""
+    if xlsx is None and pdf is None:
+        fail("请用 --pdf 文件名 和/或 --xlsx 文件名 指定要写出的文件")
+    when = moment(at)
+    with acting() as (session, ctx):
+        span = span_of(_period(month, ctx, when))
+        snapshot = assessment.latest(session, span.key)
+        if snapshot is None:
+            fail(f"{span.label}还没有考核结果：请先运行 duties assess --month {span.key}")
+        for path, make in ((pdf, reports.report_pdf), (xlsx, reports.report_xlsx)):
+            if path is not None:
+                reports.write_atomically(path, make(session, ctx, snapshot))
+                out.print(str(path.resolve()), highlight=False, soft_wrap=True)
+        if snapshot.status != "published":
+            err.print(
+                f"注意：{span.label}考核{ASSESSMENT_STATES[snapshot.status]}，文件标为未编号的底稿", highlight=False
+            )
+
+
 def register(app: typer.Typer) -> None:
     app.command()(assess)
     app.command()(ranking)
+    app.command()(report)
 
 
 def _period(month: str | None, ctx: Context, at: datetime) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -166,21 +166,48 @@ def find_occurrences(
 
     ``sort`` is a key of SORTS, "-" in front for descending; without it, the order ``overdue_first`` says.
     """
-    col = Occurrence.__table__.c  # type: ignore[attr-defined]
     query = _occurrence_query(select(Occurrence, Duty, Unit), at=at, **filters)
-    if sort.lstrip("-") in SORTS:
-        column = SORTS[sort.lstrip("-")]()
-        query = query.order_by(column.desc() if sort.startswith("-") else column, col.id)
-    elif overdue_first:  # what needs a manager first: overdue and escalated, highest level, longest overdue
-        overdue = status_condition("overdue", at)
-        query = query.order_by(case((overdue, 0), else_=1), col.level.desc(), col.due_at, col.id)
-    else:
-        query = query.order_by(col.due_at, col.duty_id, col.unit_id)
+    query = _ordered(query, at=at, overdue_first=overdue_first, sort=sort)
     if limit:
         query = query.limit(limit).offset(offset)
     # populate_existing: rows already loaded in this session are refreshed, so a listing never shows stale state.
     rows = session.execute(query.execution_options(populate_existing=True)).all()
     return [(row[0], row[1], row[2]) for row in rows]
+
+
+def stream_occurrences(
+    session: Session,
+    columns: Sequence[Any],
+    *,
+    at: datetime,
+    chunk: int = 2000,
+    overdue_first: bool = False,
+    sort: str = "",
+    **filters: Any,
+) -> Iterator[Any]:
+    """``columns`` of the occurrences ``find_occurrences`` would give, in its order, fetched ``chunk`` rows at a time
+    (a server-side cursor on PostgreSQL): a full export of a million rows never holds them all. Plain rows, no ORM
+    objects; ``status_column(at)`` is the derived status as a column."""
+    query = _occurrence_query(select(*columns), at=at, **filters)
+    query = _ordered(query, at=at, overdue_first=overdue_first, sort=sort)
+    yield from session.execute(query.execution_options(yield_per=chunk))
+
+
+def status_column(at: datetime) -> Any:
+    """``Occurrence.status_at(at)`` as a SQL expression (the conditions of ``status_condition`` exclude each other)."""
+    return case(*((status_condition(status, at), status) for status in STATUSES), else_="scheduled")
+
+
+def _ordered(query: Any, *, at: datetime, overdue_first: bool, sort: str) -> Any:
+    """``sort`` is a key of SORTS, "-" in front for descending; without it, the order ``overdue_first`` says."""
+    col = Occurrence.__table__.c  # type: ignore[attr-defined]
+    if sort.lstrip("-") in SORTS:
+        column = SORTS[sort.lstrip("-")]()
+        return query.order_by(column.desc() if sort.startswith("-") else column, col.id)
+    if overdue_first:  # what needs a manager first: overdue and escalated, highest level, longest overdue
+        overdue = status_condition("overdue", at)
+        return query.order_by(case((overdue, 0), else_=1), col.level.desc(), col.due_at, col.id)
+    return query.order_by(col.due_at, col.duty_id, col.unit_id)
 
 
 # The desk's sortable columns.

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     link_valid_days: int = Field(default=90, ge=1)
     send_windows: bool = Field(default=True, description="False sends at any hour (the local demo does)")
     prefect_port: int = Field(default=4200, description="Port of the local Prefect server `duties serve` starts")
+    pdf_font: str = Field(
+        default="",
+        description="A CJK font (.ttc/.ttf/.otf) for the printable 通报; empty: the first of flows.reports.FONTS found",
+    )
     trusted_proxies: str = Field(
         default="127.0.0.1,::1",
         description="Comma-separated IPs/CIDRs whose X-Forwarded-For and X-Forwarded-Proto are believed; empty: none",
