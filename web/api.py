@@ -23,6 +23,7 @@ from store.settings import get_settings
 from web import auth, desk_assess
 from web.auth import Scope
 from web.common import NowDep, RowId, SessionDep, scope_filters, scoped_item
+from web.dashboard import StatsError, figures
 from web.desk import failed_checks, take_action, timeline
 
 bearer = HTTPBearer(auto_error=False, description="`duties user token USERNAME` 生成的令牌")
@@ -119,6 +120,22 @@ def counts(
         "status": count_occurrences(session, at=at, by="status", **filters),
         "level": {str(level): by_level.get(level, 0) for level in LEVEL_NAMES},
     }
+
+
+@router.get("/stats")
+def stats(
+    session: SessionDep,
+    at: NowDep,
+    scope: ScopeDep,
+    month: Annotated[str | None, Query(max_length=10, description="2026-11; this month when left out")] = None,
+    district: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """The dashboard's figures (web/dashboard.py, fields in DESIGN.md's interface contract), within the caller's
+    scope: a district token gets its own district whatever ``district`` says. 422 for a month it cannot read."""
+    try:
+        return figures(session, scope, at=at, month=month, district=district)
+    except StatsError as problem:
+        raise HTTPException(422, str(problem)) from None
 
 
 def _filters(scope: Scope, given: dict[str, Any]) -> dict[str, Any]:

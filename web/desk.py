@@ -243,9 +243,8 @@ def _safe_next(target: str) -> str:
 
 
 @router.get("", include_in_schema=False)
-@router.get("/", include_in_schema=False)
 def desk_home() -> RedirectResponse:
-    return RedirectResponse("/desk/items")
+    return RedirectResponse("/desk/")  # the front page is the leaders' dashboard (web/dashboard.py)
 
 
 @router.get("/overdue", include_in_schema=False)
