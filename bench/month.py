@@ -1,7 +1,7 @@
 """A simulated month of the demo, read as its recipients read it: how many messages each one got, and how many
 escalation messages any one recipient got in a single tick.
 
-    python -m bench.month [--start 2026-03-02] [--days 45] [--every 15] [--confirm 0.5] [--inbox DIR]
+    python -m bench.month [--start 2026-03-02] [--days 45] [--every 15] [--confirm 0.5] [--inbox DIR] [--keep DIR]
 
 The shipped calendars and demo units, a fresh SQLite store, and the local SMTP and HTTP receivers; one tick every
 ``--every`` minutes from 08:00 to 18:00. Each working day at 10:00 each unit confirms, with probability ``--confirm``
@@ -172,16 +172,23 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=15, help="minutes between ticks")
     parser.add_argument("--confirm", type=float, default=0.5, help="share of items units confirm on time")
     parser.add_argument("--inbox", type=Path, help="also write every message received here, to read them")
+    parser.add_argument("--keep", type=Path, help="keep the store and calendars in this folder, to go on by hand")
     args = parser.parse_args()
     inbox = Inbox(folder=args.inbox).start()
     try:
-        with tempfile.TemporaryDirectory() as folder:
-            prepare(Path(folder), inbox)
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = args.keep.resolve() if args.keep else Path(scratch)
+            prepare(folder, inbox)
             tally = Tally(inbox)
             simulate(tally, date.fromisoformat(args.start), args.days, args.every, args.confirm)
             print(tally.report(args.days))
+            if args.keep:
+                print(f"\nthe store is kept: {' '.join(f'{k}={os.environ[k]}' for k in KEPT)} duties …")
     finally:
         inbox.stop()
+
+
+KEPT = ("DUTIES_VAR_DIR", "DUTIES_CALENDARS", "DUTIES_SECRET_KEY", "DUTIES_UNANNOUNCED_SEED")
 
 
 if __name__ == "__main__":
