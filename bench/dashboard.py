@@ -11,9 +11,9 @@ the product's engine. Three in four of the items due before the measured moment 
 time, one in seven a day late, the rest left open. The months' snapshots are then made as the tick makes them:
 each of January to October frozen by ``flows.assessment.assess`` at its cut-off (which also tells every unit its
 result), November's and December's drafts by ``refresh_draft`` at the measured moment. The two ledgers are copies
-of that one, grown to 100k and 1M items with history (bench.scale.grow_ledger: the planned year moved back one year
-at a time, done on time, each with a sent delivery): the same units, the same snapshots, a ledger ten times the
-size, its extra items in earlier years, as a ledger grows.
+of that one, grown to 100k and 1M items with history (``grow``: the planned year moved back one year at a time,
+done on time): the same units, the same snapshots, a ledger ten times the size, its extra items in earlier years,
+as a ledger grows.
 
 Each ledger is measured in its own process (``--measure``): the app in-process through Starlette's TestClient with
 its clock frozen, a city manager logged in, a few warm-up requests, then ``--requests`` timed GET /desk/ and GET
@@ -38,7 +38,16 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bench.scale import configure_environment, fresh_store, grow_ledger, raw_connect, sqlite_url, stub_send
+from bench.scale import (
+    columns,
+    configure_environment,
+    copy_db,
+    flush_to_disk,
+    fresh_store,
+    raw_connect,
+    sqlite_url,
+    stub_send,
+)
 from bench.scenario import generate
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -102,6 +111,50 @@ def _close_some(ledger: Path) -> None:
     )
     connection.execute("COMMIT")
     connection.close()
+
+
+MOMENTS = ("starts_at", "due_at", "first_remind_at", "visible_from", "created_at", "review_at")
+CLEARED = ("next_remind_at", "next_escalate_at", "level_at", "parked_at", "waived_at", "finding_id")
+
+
+def grow(base: Path, target: Path, size: int) -> tuple[int, float]:
+    """Copy the base ledger and add history until it holds ``size`` items: its own rows moved back one year at a
+    time, done on their due date (a period already there is skipped). Plain SQL: INSERT … SELECT. Returns (rows,
+    seconds). No deliveries are added: the dashboard never reads the outbox."""
+    started = time.perf_counter()
+    copy_db(base, target)
+    connection = raw_connect(target)
+    names = [name for name in columns(connection, "occurrence") if name != "id"]
+    last = connection.execute("SELECT max(id) FROM occurrence").fetchone()[0]
+    connection.execute("BEGIN")
+    for back in range(1, 200):
+        have = connection.execute("SELECT count(*) FROM occurrence").fetchone()[0]
+        if have >= size:
+            break
+        values = ", ".join(_moved(name, back) for name in names)
+        connection.execute(
+            f"INSERT OR IGNORE INTO occurrence ({', '.join(names)}) SELECT {values} FROM occurrence "
+            "WHERE id <= ? ORDER BY id LIMIT ?",
+            (last, size - have),
+        )
+    connection.execute("COMMIT")
+    rows = connection.execute("SELECT count(*) FROM occurrence").fetchone()[0]
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    flush_to_disk(target)
+    return rows, time.perf_counter() - started
+
+
+def _moved(name: str, back: int) -> str:
+    """The SQL of one column of a history row ``back`` years before its template row."""
+
+    def shifted(column: str) -> str:
+        return f"printf('%04d', CAST(substr({column}, 1, 4) AS INTEGER) - {back}) || substr({column}, 5)"
+
+    if name in MOMENTS or name == "period":
+        return f"CASE WHEN {name} IS NULL THEN NULL ELSE {shifted(name)} END"
+    special = {"done_at": shifted("due_at"), "achieved": "required", "reminders_sent": "1", "level": "0"}
+    return special.get(name, "NULL" if name in CLEARED else name)
 
 
 def measure(calendars: Path, ledger: Path, requests: int) -> dict[str, float]:
@@ -183,7 +236,7 @@ def main() -> None:
     ledgers = []
     for size in args.ledgers:
         target = scratch / f"ledger-{size}.db"
-        rows, seconds = grow_ledger(base, base, target, size)
+        rows, seconds = grow(base, target, size)
         ledgers.append((rows, target))
         say(f"  ledger of {rows:,} items grown in {seconds:.1f} s")
     report(ledgers, [_round(calendars, ledgers, args.requests, first) for first in _orders(args.rounds)])

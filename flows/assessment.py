@@ -378,7 +378,8 @@ def _store(session: Session, ctx: Context, assessment: Assessment, computed: Com
     scores = [_score(assessment_id, result, scoring) for result in computed.units.values()]
     _rank(scores)
     # One core INSERT of plain rows: the ORM's unit of work cost more than computing the scores (bench/assess.py).
-    session.execute(AssessmentScore.__table__.insert(), [_values(row) for row in scores])  # type: ignore[attr-defined]
+    if scores:  # executed with an empty list, the INSERT would write one row of defaults
+        session.execute(AssessmentScore.__table__.insert(), [_values(row) for row in scores])  # type: ignore[attr-defined]
     deductions = [
         {"assessment_id": assessment_id, "unit_id": r.unit_id, "occurrence_id": item, "reason": why, "points": pts}
         for r in computed.units.values()

@@ -55,10 +55,8 @@ def by_hand(session: Session, units: dict[str, Unit], month: str, district: str 
     """The month's figures counted item by item in Python (no target duties in CORE), as of its snapshot's moment:
     NOW for November's draft, the cut-off for October's frozen snapshot."""
     session.expire_all()
-    as_of = session.execute(select(Assessment).where(col(Assessment.period) == month)).scalar_one().computed_at
-    as_of = min(
-        as_of, session.execute(select(Assessment).where(col(Assessment.period) == month)).scalar_one().cutoff_at
-    )
+    snapshot = session.execute(select(Assessment).where(col(Assessment.period) == month)).scalar_one()
+    as_of = min(snapshot.computed_at, snapshot.cutoff_at)
     start = local(f"{month}-01T00:00")
     end = local(f"{month[:4]}-{int(month[5:]) + 1:02d}-01T00:00")
     levels: dict[int, int] = {}
@@ -98,6 +96,7 @@ def test_the_figures_are_those_counted_by_hand_and_each_links_to_as_many_items(
         figures = stats[key]
         assert {k: figures[k] for k in expected if k in figures} == {k: v for k, v in expected.items() if k in figures}
     assert stats["previous"]["status"] == "open" and stats["current"]["status"] == "draft"
+    assert stats["previous"]["as_of"] == "2026-11-06T17:00:00+08:00" and stats["current"]["as_of"] == NOW.isoformat()
     bars = {bar["id"]: bar for bar in stats["bars"]}
     october = {row["district"]: row for row in stats["trend"]["series"]}
     index = stats["trend"]["months"].index("2026-10")

@@ -177,13 +177,14 @@ def _score_rows(
 
 def _month_figures(session: Session, snap: Assessment | None, span: Span, view: str | None) -> dict[str, Any]:
     """按期完成率, 逾期未完成, 督办/约谈, 平均得分 of a month, with the snapshot's moment and the lists behind them."""
-    base: dict[str, Any] = {"period": span.key, "label": span.label, "status": None, "computed_at": None}
+    base: dict[str, Any] = {"period": span.key, "label": span.label, "status": None, "as_of": None}
     base |= dict.fromkeys((*MONTH_KEYS, "on_time_rate", "mean_score"), None)
     base["links"] = _month_links(span, view)
     if snap is None:
         return base
     base["status"] = snap.status
-    base["computed_at"] = snap.computed_at.astimezone(get_settings().zone).isoformat()
+    as_of = min(snap.computed_at, snap.cutoff_at)  # a draft's moment, or the cut-off a frozen one stands at
+    base["as_of"] = as_of.astimezone(get_settings().zone).isoformat()
     if view is None:
         totals = snap.summary.get("totals", {})
     else:
