@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,19 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 from typer.testing import CliRunner
 
+from calendars.loader import Program
 from calendars.schema import DEDUCTIONS
 from flows import assessment, reports, steps
 from flows.cli import app as cli
-from flows.steps import Context
-from store.models import Assessment, CheckResult, Confirmation, Deduction, Occurrence, Unit
+from flows.runtime import make_context
+from flows.steps import Context, sync_program
+from store import db
+from store.models import STATUS_LABELS, Assessment, CheckResult, Confirmation, Deduction, Occurrence, Unit
+from store.queries import occurrences_json
 from tests.conftest import local
 from tests.desk_support import log_in
 from tests.web_support import Clock
+from web import desk
 
 FROZEN, PUBLISHED = local("2026-12-08T09:00"), local("2026-12-14T09:00")  # after the cut-off; after the 异议期
 # Failed checks out of four weekly checks: the markets' order from best to worst.
@@ -280,3 +286,47 @@ def test_without_a_font_the_refusal_names_the_setting_and_the_package(
     answer = runner.invoke(cli, ["report", "--month", "2026-11", "--pdf", str(tmp_path / "x.pdf")])
     assert answer.exit_code == 1 and "DUTIES_PDF_FONT" in answer.stderr and "fonts-noto-cjk" in answer.stderr
     assert "Traceback" not in answer.stdout + answer.stderr and not (tmp_path / "x.pdf").exists()
+
+
+@pytest.fixture
+def any_ledger(store: str, program: Program) -> Iterator[tuple[Session, Context]]:
+    """February 2026 planned on SQLite and on PostgreSQL, with items done on time, late, parked and waived."""
+    with db.session_scope() as opened:
+        sync_program(opened, program, at=local("2026-01-01T00:00"))
+        ctx = make_context(opened, program)
+        steps.plan(opened, ctx, start=date(2026, 2, 1), end=date(2026, 2, 28), at=local("2026-01-20T08:00"))
+        for n, item in enumerate(opened.execute(select(Occurrence).order_by(col(Occurrence.id))).scalars()):
+            if n % 5 == 0:
+                item.done_at = item.due_at - timedelta(hours=1)
+            elif n % 5 == 1:
+                item.done_at = item.due_at + timedelta(days=2)
+            elif n % 11 == 2:
+                item.parked_at = item.due_at
+            elif n % 13 == 3:
+                item.waived_at = item.due_at - timedelta(days=1)
+            opened.add(item)
+        opened.commit()
+        yield opened, ctx
+
+
+def test_the_streamed_export_is_the_desk_list_row_for_row(
+    any_ledger: tuple[Session, Context], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full export reads the store a few rows at a time (here 7, so every list crosses many chunks, through a
+    server-side cursor on PostgreSQL) and gives exactly the list's rows, order and derived status."""
+    session, ctx = any_ledger
+    monkeypatch.setattr(desk, "EXPORT_CHUNK", 7)
+    at = local("2026-02-20T09:00")
+    cases: list[dict[str, Any]] = [{}, {"status": "overdue"}, {"district": "wuxing", "hide_unannounced": True}]
+    for sort in ("", "unit", "-due", "level"):
+        for filters in cases:
+            listed = occurrences_json(session, at=at, zone=ctx.zone, overdue_first=True, sort=sort, **filters)
+            expected = [
+                (r["id"], r["unit_name"], r["due"][:16].replace("T", " "), STATUS_LABELS[r["status"]]) for r in listed
+            ]
+            exported = [
+                (r[0], r[2], r[3], r[4]) for r in desk.export_rows(session, at=at, zone=ctx.zone, sort=sort, **filters)
+            ]
+            assert exported == expected and len(expected) > 7
+    statuses = {row[4] for row in desk.export_rows(session, at=at, zone=ctx.zone, sort="")}
+    assert {"已完成", "逾期完成", "挂账", "免除", "已逾期"} <= statuses

@@ -8,7 +8,6 @@ scope (``web.common.scoped_item``) answers 404, as if it did not exist, on every
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, time, timedelta
@@ -16,7 +15,7 @@ from typing import IO, Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 from starlette.background import BackgroundTask
@@ -353,22 +352,22 @@ def export_rows(session: Session, *, at: datetime, zone: Any, sort: str, **filte
 
 
 def download_file(write: Callable[[IO[bytes]], None], filename: str) -> Response:
-    """``web.common.download`` for a file too big to hold in memory: written to a temporary file, sent from disk,
-    removed once sent."""
-    suffix = os.path.splitext(filename)[1]
-    with tempfile.NamedTemporaryFile(prefix="duties-export-", suffix=suffix, delete=False) as out:
-        try:
-            write(out)
-        except BaseException:
-            os.unlink(out.name)
-            raise
-    headers = download(b"", filename).headers
-    return FileResponse(
-        out.name,
-        media_type=XLSX,
-        headers={"Content-Disposition": headers["content-disposition"]},
-        background=BackgroundTask(os.unlink, out.name),
-    )
+    """``web.common.download`` for a file too big to hold in memory: written to an unnamed temporary file (its name
+    removed at once, so nothing is left behind even when the client goes away) and sent from disk in pieces."""
+    out = tempfile.TemporaryFile()  # noqa: SIM115 (closed when sent, by the response's background task)
+    try:
+        write(out)
+        size = out.tell()
+        out.seek(0)
+    except BaseException:
+        out.close()
+        raise
+    headers = {
+        "Content-Disposition": download(b"", filename).headers["content-disposition"],
+        "Content-Length": str(size),
+    }
+    pieces = iter(lambda: out.read(1 << 16), b"")
+    return StreamingResponse(pieces, media_type=XLSX, headers=headers, background=BackgroundTask(out.close))
 
 
 def _filters(scope: Scope, chosen: dict[str, str]) -> tuple[dict[str, Any], str]:
