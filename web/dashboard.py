@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -151,13 +152,41 @@ def _months(span: Span) -> list[Span]:
     return found
 
 
-def _snapshots(session: Session, periods: list[str]) -> dict[str, Assessment]:
-    """The newest version of each period's assessment: one query, one row per period and version."""
+@dataclass(frozen=True)
+class Snap:
+    """What the dashboard reads of an assessment: not its ``summary``'s rankings, which hold every unit."""
+
+    id: int
+    period: str
+    status: str
+    computed_at: datetime
+    cutoff_at: datetime
+    districts: list[dict[str, Any]]
+    totals: dict[str, Any]
+
+
+def _snaps(session: Session, where: list[Any], *, limit: int | None = None) -> list[Snap]:
+    """Assessments, newest period and version first, with only the summary's districts and totals: the database
+    takes them out of the JSON (json_extract, ->), so the page never parses the rankings of thousands of units."""
     col = Assessment.__table__.c  # type: ignore[attr-defined]
-    query = select(Assessment).where(col.period.in_(periods)).order_by(col.period, col.version.desc())
-    found: dict[str, Assessment] = {}
-    for row in session.execute(query).scalars():
-        found.setdefault(row.period, row)
+    query = select(
+        col.id,
+        col.period,
+        col.status,
+        col.computed_at,
+        col.cutoff_at,
+        col.summary["districts"],
+        col.summary["totals"],
+    ).where(*where)
+    rows = session.execute(query.order_by(col.period.desc(), col.version.desc()).limit(limit))
+    return [Snap(row[0], row[1], row[2], row[3], row[4], row[5] or [], row[6] or {}) for row in rows]
+
+
+def _snapshots(session: Session, periods: list[str]) -> dict[str, Snap]:
+    """The newest version of each period's assessment: one query, one row per period and version."""
+    found: dict[str, Snap] = {}
+    for snap in _snaps(session, [Assessment.__table__.c.period.in_(periods)]):  # type: ignore[attr-defined]
+        found.setdefault(snap.period, snap)
     return found
 
 
@@ -175,7 +204,7 @@ def _score_rows(
     return list(session.execute(query))
 
 
-def _month_figures(session: Session, snap: Assessment | None, span: Span, view: str | None) -> dict[str, Any]:
+def _month_figures(session: Session, snap: Snap | None, span: Span, view: str | None) -> dict[str, Any]:
     """按期完成率, 逾期未完成, 督办/约谈, 平均得分 of a month, with the snapshot's moment and the lists behind them."""
     base: dict[str, Any] = {"period": span.key, "label": span.label, "status": None, "as_of": None}
     base |= dict.fromkeys((*MONTH_KEYS, "on_time_rate", "mean_score"), None)
@@ -185,10 +214,7 @@ def _month_figures(session: Session, snap: Assessment | None, span: Span, view: 
     base["status"] = snap.status
     as_of = min(snap.computed_at, snap.cutoff_at)  # a draft's moment, or the cut-off a frozen one stands at
     base["as_of"] = as_of.astimezone(get_settings().zone).isoformat()
-    if view is None:
-        totals = snap.summary.get("totals", {})
-    else:
-        totals = _pooled(_score_rows(session, [snap.id or 0], district=view))
+    totals = snap.totals if view is None else _pooled(_score_rows(session, [snap.id], district=view))
     base |= {key: totals.get(key) for key in (*MONTH_KEYS, "on_time_rate", "mean_score")}
     return base
 
@@ -225,23 +251,23 @@ def items_link(**filters: str) -> str:
     return "/desk/items?" + urlencode({k: v for k, v in filters.items() if v})
 
 
-def _rank_of(snap: Assessment | None, view: str | None) -> dict[str, int] | None:
+def _rank_of(snap: Snap | None, view: str | None) -> dict[str, int] | None:
     """第N名/共M个区县 for a district account: its own place only, never the others' names or figures."""
-    districts = snap.summary.get("districts", []) if snap is not None else []
+    districts = snap.districts if snap is not None else []
     mine = [row for row in districts if row["district"] == view]
     return {"rank": mine[0]["rank"], "of": len(districts)} if mine else None
 
 
-def _bars(session: Session, snap: Assessment | None, span: Span, view: str | None) -> list[dict[str, Any]]:
+def _bars(session: Session, snap: Snap | None, span: Span, view: str | None) -> list[dict[str, Any]]:
     """按期完成率 per district (the city), or per unit of the district."""
     if snap is None:
         return []
     if view is None:
         return [
             _bar(row["district"], _district_name(row["district"]), row, month_link(span, row["district"]))
-            for row in snap.summary.get("districts", [])
+            for row in snap.districts
         ]
-    rows = sorted(_score_rows(session, [snap.id or 0], district=view), key=lambda r: r.unit_id)
+    rows = sorted(_score_rows(session, [snap.id], district=view), key=lambda r: r.unit_id)
     return [
         _bar(row.unit_id, _name(row.unit_id), row.indicators, month_link(span, view, row.unit_id))
         for row in rows
@@ -260,12 +286,12 @@ def _bar(key: str, name: str, counts: Any, link: str) -> dict[str, Any]:
     }
 
 
-def _trend(snaps: dict[str, Assessment], months: list[Span], view: str | None) -> dict[str, Any]:
+def _trend(snaps: dict[str, Snap], months: list[Span], view: str | None) -> dict[str, Any]:
     """Each district's 按期完成率 month by month (a district account: its own line only)."""
     series: dict[str, list[float | None]] = {}
     for index, span in enumerate(months):
         snap = snaps.get(span.key)
-        for row in snap.summary.get("districts", []) if snap is not None else []:
+        for row in snap.districts if snap is not None else []:
             if view is None or row["district"] == view:
                 series.setdefault(row["district"], [None] * len(months))[index] = row["on_time_rate"]
     return {
@@ -282,7 +308,7 @@ def _trend(snaps: dict[str, Assessment], months: list[Span], view: str | None) -
     }
 
 
-def _heatmap(session: Session, snaps: dict[str, Assessment], months: list[Span], view: str | None) -> dict[str, Any]:
+def _heatmap(session: Session, snaps: dict[str, Snap], months: list[Span], view: str | None) -> dict[str, Any]:
     """Units x months of 按期完成率: a district's units, or the city's HEAT_ROWS worst in the latest month."""
     ids = {snap.id: span for span in months if (snap := snaps.get(span.key)) is not None}
     units = _heat_units(session, snaps, months, view)
@@ -303,7 +329,7 @@ def _heatmap(session: Session, snaps: dict[str, Assessment], months: list[Span],
     }
 
 
-def _heat_units(session: Session, snaps: dict[str, Assessment], months: list[Span], view: str | None) -> list[str]:
+def _heat_units(session: Session, snaps: dict[str, Snap], months: list[Span], view: str | None) -> list[str]:
     latest = next((snaps[m.key] for m in reversed(months) if m.key in snaps), None)
     if view is not None:
         known = [unit_id for unit_id, spec in program().units.items() if (spec.district or unit_id) == view]
@@ -320,16 +346,11 @@ def _heat_units(session: Session, snaps: dict[str, Assessment], months: list[Spa
     return list(session.execute(query).scalars())
 
 
-def _worst(session: Session, span: Span, current: Assessment | None, view: str | None) -> dict[str, Any]:
+def _worst(session: Session, span: Span, current: Snap | None, view: str | None) -> dict[str, Any]:
     """The WORST lowest-scoring units of the latest frozen or published month up to ``span``, else of its draft."""
     col = Assessment.__table__.c  # type: ignore[attr-defined]
-    query = (
-        select(Assessment)
-        .where(col.status.in_(("open", "published")), col.period.like("____-__"), col.period <= span.key)
-        .order_by(col.period.desc(), col.version.desc())
-        .limit(1)
-    )
-    snap = session.execute(query).scalar_one_or_none() or current
+    frozen = [col.status.in_(("open", "published")), col.period.like("____-__"), col.period <= span.key]
+    snap = next(iter(_snaps(session, frozen, limit=1)), None) or current
     if snap is None:
         return {"period": None, "label": None, "status": None, "units": []}
     scores = AssessmentScore.__table__.c  # type: ignore[attr-defined]
