@@ -5,6 +5,7 @@ fetches nothing from another host."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import urlparse
@@ -14,14 +15,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from calendars.loader import Program
 from flows import assessment, ladder, steps
-from flows.steps import Context
+from flows.runtime import make_context
+from flows.steps import Context, sync_program
+from notify.send import send_apprise
+from store import db
 from store.models import Assessment, Escalation, Occurrence, Unit
 from store.queries import get_value
 from tests.conftest import local
 from tests.desk_support import api_headers, log_in
 from tests.test_steps import CORE
 from tests.web_support import Clock
+from web.auth import Scope
+from web.dashboard import figures
 
 NOW = local("2026-11-20T10:00")  # a Friday: October frozen at its cut-off (6 Nov), November's draft fresh
 OTHER_DISTRICT_NAMES = ("南浔", "德清", "长兴", "安吉")
@@ -195,3 +202,35 @@ def test_the_draft_is_refreshed_at_most_once_an_hour(session: Session, ctx: Cont
     again = session.execute(select(Assessment).where(col(Assessment.period) == "2026-11")).scalar_one()
     assert again.id == first.id and again.computed_at == NOW + timedelta(hours=1)
     assert get_value(session, key=assessment.DRAFT_KEY) == (NOW + timedelta(hours=1)).isoformat()
+
+
+@pytest.fixture
+def any_ctx(store: str, program: Program) -> Iterator[tuple[Session, Context]]:
+    """A session and context on each database kind (SQLite, and PostgreSQL when it answers)."""
+    with db.session_scope() as opened:
+        sync_program(opened, program, at=local("2026-01-01T00:00"))
+        yield opened, make_context(opened, program, send=send_apprise)
+
+
+def test_the_snapshots_are_read_alike_on_every_database(any_ctx: tuple[Session, Context]) -> None:
+    """The districts and totals come out of the summary's JSON in the database (json_extract on SQLite, -> on
+    PostgreSQL): they must equal the summary as the ORM reads it whole."""
+    session, ctx = any_ctx
+    steps.plan(session, ctx, start=date(2026, 10, 1), end=date(2026, 11, 30), at=local("2026-09-20T08:00"), only=CORE)
+    assessment.assess(session, ctx, "2026-10", at=NOW)
+    assessment.refresh_draft(session, ctx, NOW)
+    stats = figures(session, Scope("boss", "city"), at=NOW, month="2026-11", district=None)
+    for key, period in (("current", "2026-11"), ("previous", "2026-10")):
+        whole = assessment.latest(session, period)
+        assert whole is not None
+        assert {k: stats[key][k] for k in ("due", "overdue", "mean_score")} == {
+            k: whole.summary["totals"][k] for k in ("due", "overdue", "mean_score")
+        }
+    october = assessment.latest(session, "2026-10")
+    assert october is not None
+    index = stats["trend"]["months"].index("2026-10")
+    assert {s["district"]: s["rates"][index] for s in stats["trend"]["series"]} == {
+        row["district"]: row["on_time_rate"] for row in october.summary["districts"]
+    }
+    mine = figures(session, Scope("wx", "district", "wuxing"), at=NOW, month="2026-11", district="nanxun")
+    assert mine["district"] == "wuxing" and mine["district_rank"] is not None and mine["district_rank"]["of"] == 5
