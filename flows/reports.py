@@ -102,6 +102,7 @@ class View:
     district_name: str
     totals: dict[str, Any]
     districts: list[dict[str, Any]]
+    district_count: int  # in the whole city: a district's own line says where it stands among them
     groups: list[dict[str, Any]]
     families: list[dict[str, Any]]
     scores: list[AssessmentScore]
@@ -129,6 +130,7 @@ def view(session: Session, ctx: Context, assessment: Assessment, *, district: st
         district_name=names.get(district or "", district or ""),
         totals=summary.get("totals", {}) if district is None else _totals(scores),
         districts=[d for d in summary.get("districts", []) if district is None or d["district"] == district],
+        district_count=len(summary.get("districts", [])),
         groups=[g for g in (_scoped_group(group, mine, district) for group in summary.get("groups", [])) if g],
         families=summary.get("families", []) if district is None else [],
         scores=scores,
@@ -398,6 +400,10 @@ def _overall(pdf: Any, found: View) -> None:
 def _district_table(pdf: Any, found: View) -> None:
     header = ["名次", "区县", "参评单位", "应完成", "按期完成", "按期完成率", "平均得分"]
     rows = [_district_line(d) for d in found.districts]
+    if found.district is not None:
+        pdf.paragraph(
+            f"{found.districts[0]['name']}在全市{found.district_count}个区县中排名第{found.districts[0]['rank']}。"
+        )
     pdf.grid(header, rows, (10, 80, 14, 14, 16, 19, 17))
 
 
@@ -563,6 +569,8 @@ def _summary_rows(found: View) -> list[list[Any]]:
     rows += [[INDICATOR_LABELS[f"level_{n}"], t.get(f"level_{n}", 0)] for n in (1, 2, 3)]
     rows += [["平均得分", t.get("mean_score")], ["输入摘要", a.digest], [], ["区县排名"]]
     rows += [["名次·区县", "参评单位 / 应完成 / 按期完成 / 按期完成率 / 平均得分"]]
+    if found.district is not None:
+        rows.append(["全市区县数", found.district_count])
     for d in found.districts:
         line = f"{d['units']} / {d['due']} / {d['on_time']} / {percent(d['on_time_rate'])} / {d['score']:.2f}"
         rows.append([f"{d['rank']}. {d['name']}", line])
