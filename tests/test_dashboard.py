@@ -126,6 +126,8 @@ def test_the_figures_are_those_counted_by_hand_and_each_links_to_as_many_items(
     worst = stats["worst"]
     assert worst["period"] == "2026-10" and worst["status"] == "open" and len(worst["units"]) == 10
     assert [u["score"] for u in worst["units"]] == sorted(u["score"] for u in worst["units"])
+    assert client.get(worst["link"]).status_code == 200  # the ranking, and the deductions behind a score
+    assert client.get(worst["units"][0]["deductions_link"]).status_code == 200
     heat = stats["heatmap"]["rows"][0]
     assert heat["links"][-1] == f"/desk/items?from=2026-11-01&to=2026-11-30&unit={heat['unit']}"
 

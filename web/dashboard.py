@@ -352,7 +352,7 @@ def _worst(session: Session, span: Span, current: Snap | None, view: str | None)
     frozen = [col.status.in_(("open", "published")), col.period.like("____-__"), col.period <= span.key]
     snap = next(iter(_snaps(session, frozen, limit=1)), None) or current
     if snap is None:
-        return {"period": None, "label": None, "status": None, "units": []}
+        return {"period": None, "label": None, "status": None, "assessment_id": None, "link": None, "units": []}
     scores = AssessmentScore.__table__.c  # type: ignore[attr-defined]
     rows = select(AssessmentScore).where(scores.assessment_id == snap.id, scores.rank.is_not(None))
     if view is not None:
@@ -363,6 +363,8 @@ def _worst(session: Session, span: Span, current: Snap | None, view: str | None)
         "period": snap.period,
         "label": month.label,
         "status": snap.status,
+        "assessment_id": snap.id,
+        "link": f"/desk/assessments/{snap.id}",
         "units": [
             {
                 "unit": row.unit_id,
@@ -373,6 +375,7 @@ def _worst(session: Session, span: Span, current: Snap | None, view: str | None)
                 "on_time_rate": row.indicators.get("on_time_rate"),
                 "overdue": int(row.indicators.get("overdue", 0)),
                 "link": month_link(month, view, row.unit_id),
+                "deductions_link": f"/desk/assessments/{snap.id}/units/{quote(row.unit_id)}",
             }
             for row in found
         ],
