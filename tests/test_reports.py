@@ -100,17 +100,22 @@ def published(session: Session, ctx: Context) -> Assessment:
 
 
 def pdf_text(data: bytes) -> str:
-    """The document's text, read with pypdf, line breaks removed (a name wrapped at a line's end reads whole).
+    """The document's text, read with pypdf, line breaks removed (a name wrapped at a line's end reads whole)."""
+    return "".join(pdf_pages(data))
 
-    Not ``extract_text``: fpdf2 embeds Noto Sans CJK (a CID-keyed CFF font) with its encoding CMap as a stream, which
-    pypdf does not read (it takes the two-byte codes one byte at a time, py-pdf/pypdf#2295). So each shown string's
-    two-byte codes go through the font's own ToUnicode map, as a PDF viewer's copy and paste does."""
+
+def pdf_pages(data: bytes) -> list[str]:
+    """Each page's text. Not pypdf's ``extract_text``: fpdf2 embeds Noto Sans CJK (a CID-keyed CFF font) with its
+    encoding CMap as a stream, which pypdf does not read (it takes the two-byte codes one byte at a time,
+    py-pdf/pypdf#2295). So each shown string's two-byte codes go through the font's own ToUnicode map, as a PDF
+    viewer's copy and paste does."""
     reader = PdfReader(io.BytesIO(data))
-    shown: list[str] = []
+    pages = []
     for page in reader.pages:
         resources: Any = page["/Resources"]
         fonts = {name: _to_unicode(font.get_object()) for name, font in resources["/Font"].items()}
         codes: dict[int, str] = {}
+        shown: list[str] = []
         for operands, operator in ContentStream(page.get_contents(), reader).operations:
             if operator == b"Tf":
                 codes = fonts[operands[0]]
@@ -120,7 +125,8 @@ def pdf_text(data: bytes) -> str:
                     if isinstance(text, TextStringObject | ByteStringObject):
                         raw = text.get_original_bytes() if isinstance(text, TextStringObject) else bytes(text)
                         shown += [codes.get(int.from_bytes(raw[i : i + 2]), "") for i in range(0, len(raw), 2)]
-    return "".join(shown).replace("\n", "")
+        pages.append("".join(shown).replace("\n", ""))
+    return pages
 
 
 def _to_unicode(font: Any) -> dict[int, str]:
@@ -160,6 +166,20 @@ def test_the_pdf_is_the_numbered_notice_with_the_ranking_and_the_boards(
     assert "红榜：" + "、".join(red) in text and "黑榜：" + "、".join(black) in text
     assert "湖城管委〔2022〕2号 附件1 第6项 举措3" in text and "湖城管委〔2022〕2号 四3" in text
     assert "2026年12月14日" in text and "公示稿" not in text
+
+
+@needs_font
+def test_a_table_that_runs_onto_the_next_page_repeats_its_header(
+    session: Session, ctx: Context, published: Assessment
+) -> None:
+    towns = group(published, "towns")
+    towns["ranking"] = [towns["ranking"][0] | {"name": f"测试街道{n}号", "rank": n} for n in range(1, 121)]
+    pages = pdf_pages(reports.report_pdf(session, ctx, published))  # the summary as read, not stored
+    holding = [page for page in pages if "测试街道" in page]
+    assert len(holding) >= 3
+    assert all("名次单位得分等次按期完成率" in page for page in holding)
+    positions = ["".join(pages).index(f"测试街道{n}号") for n in (1, 60, 120)]
+    assert positions == sorted(positions)
 
 
 @needs_font
