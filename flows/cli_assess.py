@@ -84,7 +84,11 @@ def report(
             fail(f"{span.label}还没有考核结果：请先运行 duties assess --month {span.key}")
         for path, make in ((pdf, reports.report_pdf), (xlsx, reports.report_xlsx)):
             if path is not None:
-                reports.write_atomically(path, make(session, ctx, snapshot))
+                data = make(session, ctx, snapshot)
+                try:
+                    reports.write_atomically(path, data)
+                except OSError as problem:
+                    fail(f"无法写入 {path}：{problem.strerror or problem}")
                 out.print(str(path.resolve()), highlight=False, soft_wrap=True)
         if snapshot.status != "published":
             err.print(

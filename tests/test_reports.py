@@ -289,6 +289,8 @@ def test_the_cli_writes_both_files_and_asks_for_an_assessment_first(
     assert [p.name for p in target.parent.iterdir() if p.name.startswith(".")] == []  # no temporary file left
     if "--pdf" in args:
         assert "公示稿" in pdf_text((tmp_path / "out" / "通报.pdf").read_bytes())
+    blocked = runner.invoke(cli, ["report", "--month", "2026-11", "--xlsx", str(target / "inside-a-file.xlsx")])
+    assert blocked.exit_code == 1 and "无法写入" in blocked.stderr and "Traceback" not in blocked.stderr
 
 
 def test_without_a_font_the_refusal_names_the_setting_and_the_package(
