@@ -172,9 +172,11 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=15, help="minutes between ticks")
     parser.add_argument("--confirm", type=float, default=0.5, help="share of items units confirm on time")
     parser.add_argument("--inbox", type=Path, help="also write every message received here, to read them")
-    parser.add_argument("--keep", type=Path, help="keep the store and calendars in this folder, to go on by hand")
+    parser.add_argument(
+        "--keep", type=Path, help="keep the store and calendars here and receive on 8025/8026 into DIR/var/inbox"
+    )
     args = parser.parse_args()
-    inbox = Inbox(folder=args.inbox).start()
+    inbox = (demo_inbox(args.keep.resolve()) if args.keep else Inbox(folder=args.inbox)).start()
     try:
         with tempfile.TemporaryDirectory() as scratch:
             folder = args.keep.resolve() if args.keep else Path(scratch)
@@ -186,6 +188,12 @@ def main() -> None:
                 print(f"\nthe store is kept: {' '.join(f'{k}={os.environ[k]}' for k in KEPT)} duties …")
     finally:
         inbox.stop()
+
+
+def demo_inbox(folder: Path) -> Inbox:
+    """A kept run receives on the demo's own ports into its var/inbox/, as `duties receivers` does: after the run,
+    `duties receivers` and `duties dispatch` on the kept store go on delivering to the same place."""
+    return Inbox(folder=folder / "var" / "inbox", smtp_port=8025, http_port=8026)
 
 
 KEPT = ("DUTIES_VAR_DIR", "DUTIES_CALENDARS", "DUTIES_SECRET_KEY", "DUTIES_UNANNOUNCED_SEED")
