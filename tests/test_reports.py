@@ -33,6 +33,7 @@ from flows.steps import Context, sync_program
 from store import db
 from store.models import STATUS_LABELS, Assessment, CheckResult, Confirmation, Deduction, Occurrence, Unit
 from store.queries import occurrences_json
+from store.settings import get_settings
 from tests.conftest import local
 from tests.desk_support import log_in
 from tests.web_support import Clock
@@ -294,20 +295,32 @@ def test_the_cli_writes_both_files_and_asks_for_an_assessment_first(
 
 
 def test_without_a_font_the_refusal_names_the_setting_and_the_package(
-    session: Session, ctx: Context, published: Assessment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    session: Session,
+    ctx: Context,
+    published: Assessment,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    client: TestClient,
+    now: Clock,
 ) -> None:
     missing = str(tmp_path / "no-such-font.ttc")
     elsewhere = dataclasses.replace(ctx, settings=ctx.settings.model_copy(update={"pdf_font": missing}))
     with pytest.raises(reports.ReportError, match="DUTIES_PDF_FONT") as refused:
         reports.report_pdf(session, elsewhere, published)
     assert missing in str(refused.value) and "fonts-noto-cjk" in str(refused.value)
+    monkeypatch.setattr(reports, "FONTS", (str(tmp_path / "none.ttc"),))  # a machine with no CJK font at all
+    with pytest.raises(reports.ReportError, match="找不到中文字体") as none:
+        reports.report_pdf(session, ctx, published)
+    assert "DUTIES_PDF_FONT" in str(none.value) and "apt-get install fonts-noto-cjk" in str(none.value)
     monkeypatch.setenv("DUTIES_PDF_FONT", missing)
-    from store.settings import get_settings
-
     get_settings.cache_clear()
     answer = runner.invoke(cli, ["report", "--month", "2026-11", "--pdf", str(tmp_path / "x.pdf")])
     assert answer.exit_code == 1 and "DUTIES_PDF_FONT" in answer.stderr and "fonts-noto-cjk" in answer.stderr
     assert "Traceback" not in answer.stdout + answer.stderr and not (tmp_path / "x.pdf").exists()
+    now.at = PUBLISHED
+    log_in(client, session, "boss")
+    page = client.get(f"/desk/assessments/{published.id}.pdf")
+    assert page.status_code == 503 and "DUTIES_PDF_FONT" in page.text and "无法生成 PDF" in page.text
 
 
 @pytest.fixture
