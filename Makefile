@@ -64,6 +64,7 @@ bench: install
 	$(BIN)/python -m bench.dispatch
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.dashboard
+	$(BIN)/python -m bench.assess
 	$(BIN)/python -m bench.export
 	$(BIN)/python -m bench.confirm
 	$(BIN)/python -m bench.prefect_flows
