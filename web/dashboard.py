@@ -28,7 +28,7 @@ from urllib.parse import quote, urlencode
 
 import pygal
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from pygal.style import Style
 from sqlalchemy import select
@@ -88,11 +88,6 @@ def dashboard(
         change=change,
         weekday_label=weekday_label,
     )
-
-
-@router.get("/desk/dashboard", include_in_schema=False)
-def dashboard_alias() -> RedirectResponse:
-    return RedirectResponse("/desk/", status_code=303)
 
 
 # ---------------------------------------------------------------- the figures (the page and /api/stats)
