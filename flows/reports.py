@@ -8,6 +8,7 @@ its own line of the district ranking and its own totals: no other district's nam
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -473,12 +474,13 @@ def write_xlsx(target: IO[bytes], sheets: Iterable[Sheet]) -> None:
     Every text cell is inert (no formula); a sheet that fills up continues on the next, named 名称（2）."""
     book = Workbook(write_only=True)
     for sheet in sheets:
-        rows = iter(sheet.rows)
-        part, more = 1, True
-        while more:
-            name = sheet.name if part == 1 else f"{sheet.name}（{part}）"
-            more = _fill_sheet(book, name, sheet, rows)
-            part += 1
+        rows: Iterator[list[Any]] = iter(sheet.rows)
+        part = 1
+        while _fill_sheet(book, sheet.name if part == 1 else f"{sheet.name}（{part}）", sheet, rows):
+            following = next(rows, None)
+            if following is None:
+                break  # the rows filled the sheet exactly: no empty sheet after it
+            rows, part = itertools.chain([following], rows), part + 1
     book.save(target)
 
 

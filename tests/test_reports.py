@@ -365,3 +365,18 @@ def test_the_streamed_export_is_the_desk_list_row_for_row(
             assert exported == expected and len(expected) > 7
     statuses = {row[4] for row in desk.export_rows(session, at=at, zone=ctx.zone, sort="")}
     assert {"已完成", "逾期完成", "挂账", "免除", "已逾期"} <= statuses
+
+
+def test_a_sheet_that_fills_up_continues_on_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reports, "EXCEL_ROWS", 10)  # Excel's 1,048,576, made small
+    buffer = io.BytesIO()
+    rows = ([n, f"=第{n}项"] for n in range(1, 26))  # a generator: the writer never holds the rows
+    reports.write_xlsx(buffer, [reports.Sheet("事项清单", ["编号", "任务"], rows, title="事项清单")])
+    book = load_workbook(buffer)
+    assert book.sheetnames == ["事项清单", "事项清单（2）", "事项清单（3）", "事项清单（4）"]
+    numbers = [row[0] for sheet in book.worksheets for row in sheet.iter_rows(min_row=3, values_only=True)]
+    assert numbers == list(range(1, 26)) and book["事项清单（4）"]["B3"].value == "'=第25项"
+    assert [sheet.max_row for sheet in book.worksheets] == [10, 10, 10, 3]  # title and header on each
+    exact = io.BytesIO()
+    reports.write_xlsx(exact, [reports.Sheet("清单", ["编号"], ([n] for n in range(16)), title="清单")])
+    assert load_workbook(exact).sheetnames == ["清单", "清单（2）"]  # 16 rows fill two sheets: no empty third
