@@ -13,6 +13,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Integer, and_, case, func, or_, select
@@ -205,19 +206,21 @@ def _items(session: Session, program: Program, start: datetime, end: datetime, a
     say of each as of ``at``: one query per kind of fact, each grouped per item."""
     occ = Occurrence.__table__.c  # type: ignore[attr-defined]
     targets = [duty.id for duty in program.duties.values() if duty.kind == "target"]
-    due_in_period = and_(
+    moved = _moved_after(session, at)
+    counted = and_(
         or_(occ.duty_id.not_in(targets), occ.finding_id.is_not(None)),  # a 整改 item is due like any other
-        occ.due_at >= start,
-        occ.due_at < end,
         occ.created_at <= at,
         or_(occ.waived_at.is_(None), occ.waived_at > at),
     )
+    due_in_period = and_(counted, occ.due_at >= start, occ.due_at < end, occ.id.not_in(list(moved)))
     rows = session.execute(
         select(occ.id, occ.unit_id, occ.duty_id, occ.due_at, _outcome(occ, at).label("outcome"), occ.required)
         .where(due_in_period)
         .order_by(occ.id)
     ).all()
-    ids = select(occ.id).where(due_in_period).scalar_subquery()
+    if moved:  # in id order with the rest: the digest reads them in order
+        rows = sorted([*rows, *_as_due_then(session, moved, counted, start, end, at)], key=lambda row: row.id)
+    ids = select(occ.id).where(or_(due_in_period, and_(counted, occ.id.in_(list(moved))))).scalar_subquery()
     achieved, reworks = _confirmations(session, ids, at)
     levels = _levels(session, ids, at)
     extended = _extended(session, ids, at)
@@ -240,6 +243,49 @@ def _items(session: Session, program: Program, start: datetime, end: datetime, a
             )
         )
     return items
+
+
+def _moved_after(session: Session, at: datetime) -> dict[int, datetime]:
+    """Items extended after ``at``: each one's due date as it stood at ``at`` (the first later extension's
+    previous one). Few rows: only the extensions since ``at``."""
+    col = AuditEvent.__table__.c  # type: ignore[attr-defined]
+    query = (
+        select(col.occurrence_id, col.detail)
+        .where(col.action == "extended", col.at > at, col.occurrence_id.is_not(None))
+        .order_by(col.at.desc(), col.id.desc())
+    )
+    return {
+        occurrence_id: datetime.fromisoformat(detail["previous_due"])
+        for occurrence_id, detail in session.execute(query)
+        if "previous_due" in detail
+    }
+
+
+def _as_due_then(
+    session: Session, moved: dict[int, datetime], counted: Any, start: datetime, end: datetime, at: datetime
+) -> list[Any]:
+    """The items extended since ``at`` that were due in the period at ``at``, judged against that due date."""
+    if not moved:
+        return []
+    occ = Occurrence.__table__.c  # type: ignore[attr-defined]
+    query = select(occ.id, occ.unit_id, occ.duty_id, occ.done_at, occ.parked_at, occ.required).where(
+        counted, occ.id.in_(list(moved))
+    )
+    found = []
+    for row in session.execute(query):
+        due = moved[row.id]
+        if start <= due < end:
+            outcome = _outcome_then(row.done_at, row.parked_at, due, at)
+            found.append(SimpleNamespace(**row._asdict(), due_at=due, outcome=outcome))
+    return found
+
+
+def _outcome_then(done_at: datetime | None, parked_at: datetime | None, due: datetime, at: datetime) -> str:
+    if done_at is not None and done_at <= at:
+        return "on_time" if done_at <= due else "late_done"
+    if parked_at is not None and parked_at <= at:
+        return "parked"
+    return "overdue" if due <= at else "open"
 
 
 def _targets(session: Session, program: Program, start: datetime, end: datetime, at: datetime) -> list[Item]:

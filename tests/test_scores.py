@@ -15,13 +15,13 @@ import pytest
 from sqlmodel import Session
 
 from calendars.schema import ScoringSpec
-from flows import assessment, ladder
+from flows import actions, assessment, ladder
 from flows.assessment import summarize
 from flows.scores import Computed, compute, span_of
 from flows.steps import Context
 from store.models import AssessmentScore
 from tests.conftest import local
-from tests.score_support import CUTOFF, PERIOD, Ledger, build_ledger, scoring_context, write_calendars
+from tests.score_support import CUTOFF, PERIOD, Ledger, build_ledger, item, scoring_context, write_calendars
 
 
 @pytest.fixture
@@ -85,6 +85,27 @@ def test_an_item_done_after_the_cutoff_is_overdue_as_of_the_cutoff(session: Sess
     later = at_cutoff(session, ctx, local("2026-12-09T09:00"))
     assert counted(later, "m3")["late_done"] == 1 and counted(later, "m3")["overdue"] == 1
     assert later.units["m3"].score(scoring(ctx)) == 54.5
+
+
+def test_an_extension_after_the_cutoff_leaves_the_month_as_it_stood(session: Session, scored: tuple) -> None:
+    ctx, _ = scored
+    frozen = at_cutoff(session, ctx)
+    # m3's W48 (due 27 November) is overdue at the cut-off. On 9 December a manager extends it to 18 December: read
+    # as of the cut-off, November still had it due on the 27th and overdue (a 更正 recomputes as of the cut-off).
+    w48 = item(session, "weekly", "m3", "2026-W48").id or 0
+    actions.extend(
+        session,
+        occurrence_id=w48,
+        due=local("2026-12-18T17:00"),
+        reason="补办",
+        actor="user:boss",
+        at=local("2026-12-09T09:00"),
+    )
+    again = at_cutoff(session, ctx)
+    assert counted(again, "m3") == counted(frozen, "m3") and (w48, "overdue", 2.0) in again.units["m3"].deductions
+    assert again.digest == frozen.digest
+    # An extension before the cut-off does move the item: s1's W46, extended to 19 November, counts as extended.
+    assert counted(again, "s1")["extended"] == 1
 
 
 # ---------------------------------------------------------------- the streets: 挂账, 延期, 免除, 返工, the ladder
