@@ -179,7 +179,9 @@ def test_bad_months_are_told_in_chinese(client: TestClient, session: Session, ci
     assert client.get("/desk/", params={"district": "nowhere"}).status_code == 400
     headers = api_headers(session, "script")
     refused = client.get("/api/stats", params={"month": "11/2026"}, headers=headers)
-    assert refused.status_code == 422 and "无法识别" in refused.json()["detail"]
+    assert refused.status_code == 422 and "无法识别" in refused.json()["detail"][0]["msg"]
+    nowhere = client.get("/api/stats", params={"district": "nowhere"}, headers=headers)
+    assert nowhere.status_code == 422 and nowhere.json()["detail"][0]["loc"] == ["query", "district"]
     earlier = client.get("/api/stats", params={"month": "2026-10"}, headers=headers).json()
     assert earlier["current"]["period"] == "2026-10" and earlier["previous"]["status"] is None
 

@@ -131,11 +131,13 @@ def stats(
     district: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     """The dashboard's figures (web/dashboard.py, fields in DESIGN.md's interface contract), within the caller's
-    scope: a district token gets its own district whatever ``district`` says. 422 for a month it cannot read."""
+    scope: a district token gets its own district whatever ``district`` says. 422, like any bad query value, for a
+    month or district it cannot read."""
     try:
         return figures(session, scope, at=at, month=month, district=district)
     except StatsError as problem:
-        raise HTTPException(422, str(problem)) from None
+        error = {"loc": ["query", problem.field], "msg": str(problem), "type": "value_error"}
+        raise RequestValidationError([error]) from None
 
 
 def _filters(scope: Scope, given: dict[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,11 @@ MONTH_KEYS = ("due", "on_time", "overdue", "level_2", "level_3")
 
 
 class StatsError(ValueError):
-    """A month or district the dashboard cannot show; the message is in Chinese."""
+    """A month or district the dashboard cannot show; the message is in Chinese, ``field`` the query parameter."""
+
+    def __init__(self, message: str, field: str = "month") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 # ---------------------------------------------------------------- routes
@@ -134,7 +138,7 @@ def _view(session: Session, scope: Scope, district: str | None) -> str | None:
     if scope.role != "city":
         return scope.district or ""
     if district and district not in auth.districts(session):
-        raise StatsError(f"没有名为“{district}”的区县")
+        raise StatsError(f"没有名为“{district}”的区县", "district")
     return district or None
 
 
