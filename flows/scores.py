@@ -207,20 +207,23 @@ def _items(session: Session, program: Program, start: datetime, end: datetime, a
     occ = Occurrence.__table__.c  # type: ignore[attr-defined]
     targets = [duty.id for duty in program.duties.values() if duty.kind == "target"]
     moved = _moved_after(session, at)
+    reopened = _reopened_after(session, at)
+    replayed = set(moved) | set(reopened)
     counted = and_(
         or_(occ.duty_id.not_in(targets), occ.finding_id.is_not(None)),  # a 整改 item is due like any other
         occ.created_at <= at,
         or_(occ.waived_at.is_(None), occ.waived_at > at),
     )
-    due_in_period = and_(counted, occ.due_at >= start, occ.due_at < end, occ.id.not_in(list(moved)))
+    due_in_period = and_(counted, occ.due_at >= start, occ.due_at < end, occ.id.not_in(list(replayed)))
     rows = session.execute(
         select(occ.id, occ.unit_id, occ.duty_id, occ.due_at, _outcome(occ, at).label("outcome"), occ.required)
         .where(due_in_period)
         .order_by(occ.id)
     ).all()
-    if moved:  # in id order with the rest: the digest reads them in order
-        rows = sorted([*rows, *_as_due_then(session, moved, counted, start, end, at)], key=lambda row: row.id)
-    ids = select(occ.id).where(or_(due_in_period, and_(counted, occ.id.in_(list(moved))))).scalar_subquery()
+    if replayed:  # in id order with the rest: the digest reads them in order
+        then = _as_then(session, moved, _states_at(session, reopened, at), counted, (start, end), at)
+        rows = sorted([*rows, *then], key=lambda row: row.id)
+    ids = select(occ.id).where(or_(due_in_period, and_(counted, occ.id.in_(list(replayed))))).scalar_subquery()
     achieved, reworks = _confirmations(session, ids, at)
     levels = _levels(session, ids, at)
     extended = _extended(session, ids, at)
@@ -261,22 +264,66 @@ def _moved_after(session: Session, at: datetime) -> dict[int, datetime]:
     }
 
 
-def _as_due_then(
-    session: Session, moved: dict[int, datetime], counted: Any, start: datetime, end: datetime, at: datetime
-) -> list[Any]:
-    """The items extended since ``at`` that were due in the period at ``at``, judged against that due date."""
-    if not moved:
-        return []
-    occ = Occurrence.__table__.c  # type: ignore[attr-defined]
-    query = select(occ.id, occ.unit_id, occ.duty_id, occ.done_at, occ.parked_at, occ.required).where(
-        counted, occ.id.in_(list(moved))
+REOPENING = ("reopened", "verified_fail", "reinspected_fail")  # each clears done_at (flows/actions, inspections)
+STATE_EVENTS = ("confirmed", "reinspected_pass", "parked", "waived", *REOPENING)
+
+
+def _reopened_after(session: Session, at: datetime) -> set[int]:
+    """Items reopened after ``at`` (返工, a failed 核查 or 复检): their row no longer says they were done then."""
+    col = AuditEvent.__table__.c  # type: ignore[attr-defined]
+    query = select(col.occurrence_id).where(col.action.in_(REOPENING), col.at > at, col.occurrence_id.is_not(None))
+    return set(session.execute(query.distinct()).scalars())
+
+
+def _states_at(session: Session, ids: set[int], at: datetime) -> dict[int, dict[str, datetime | None]]:
+    """Done, parked and waived as they stood at ``at``, replayed from the audit of these items up to ``at``."""
+    if not ids:
+        return {}
+    col = AuditEvent.__table__.c  # type: ignore[attr-defined]
+    query = (
+        select(col.occurrence_id, col.action, col.at)
+        .where(col.occurrence_id.in_(list(ids)), col.action.in_(STATE_EVENTS), col.at <= at)
+        .order_by(col.at, col.id)
     )
+    states: dict[int, dict[str, datetime | None]] = {i: {"done": None, "parked": None, "waived": None} for i in ids}
+    for occurrence_id, action, moment in session.execute(query):
+        state = states[occurrence_id]
+        if action in ("confirmed", "reinspected_pass"):
+            state["done"] = state["done"] or moment
+        elif action in REOPENING:
+            state.update(done=None, parked=None, waived=None)
+        else:
+            state[action] = moment  # parked or waived
+    return states
+
+
+def _as_then(
+    session: Session,
+    moved: dict[int, datetime],
+    states: dict[int, dict[str, datetime | None]],
+    counted: Any,
+    bounds: tuple[datetime, datetime],
+    at: datetime,
+) -> list[Any]:
+    """The items extended or reopened since ``at``, as they stood at ``at``: their due date then (``moved``) and
+    whether they were done, parked or waived then (``states``), kept when they were due in the period then."""
+    occ = Occurrence.__table__.c  # type: ignore[attr-defined]
+    query = select(
+        occ.id, occ.unit_id, occ.duty_id, occ.due_at, occ.done_at, occ.parked_at, occ.waived_at, occ.required
+    ).where(counted, occ.id.in_([*moved, *states]))
     found = []
     for row in session.execute(query):
-        due = moved[row.id]
-        if start <= due < end:
-            outcome = _outcome_then(row.done_at, row.parked_at, due, at)
-            found.append(SimpleNamespace(**row._asdict(), due_at=due, outcome=outcome))
+        due = moved.get(row.id, row.due_at)
+        then = states.get(row.id, {"done": row.done_at, "parked": row.parked_at, "waived": row.waived_at})
+        waived = then["waived"]
+        if not bounds[0] <= due < bounds[1] or (waived is not None and waived <= at):
+            continue
+        outcome = _outcome_then(then["done"], then["parked"], due, at)
+        found.append(
+            SimpleNamespace(
+                id=row.id, unit_id=row.unit_id, duty_id=row.duty_id, due_at=due, outcome=outcome, required=row.required
+            )
+        )
     return found
 
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlmodel import Session, col
 
 from calendars.schema import ScoringSpec
 from flows import actions, assessment, ladder
 from flows.assessment import summarize
 from flows.scores import Computed, compute, span_of
 from flows.steps import Context
-from store.models import AssessmentScore
+from store.models import AssessmentScore, Confirmation
 from tests.conftest import local
 from tests.score_support import CUTOFF, PERIOD, Ledger, build_ledger, item, scoring_context, write_calendars
 
@@ -106,6 +107,34 @@ def test_an_extension_after_the_cutoff_leaves_the_month_as_it_stood(session: Ses
     assert again.digest == frozen.digest
     # An extension before the cut-off does move the item: s1's W46, extended to 19 November, counts as extended.
     assert counted(again, "s1")["extended"] == 1
+
+
+def test_work_reopened_after_the_cutoff_still_counts_as_it_stood(session: Session, scored: tuple) -> None:
+    ctx, ledger = scored
+    frozen = at_cutoff(session, ctx)
+    # On 9 December s2's W46 (done on time on 13 November) fails its 核查 and is reopened; s1's W47 (免除 on
+    # 18 November) is reopened too; s1's parked W45 is reopened. As of the cut-off none of that had happened.
+    w46 = item(session, "weekly", "s2", "2026-W46").id or 0
+    (report,) = session.execute(select(Confirmation).where(col(Confirmation.occurrence_id) == w46)).scalars()
+    later = local("2026-12-09T09:00")
+    actions.verify(
+        session,
+        occurrence_id=w46,
+        confirmation_id=report.id or 0,
+        passed=False,
+        note="返工",
+        actor="user:boss",
+        at=later,
+    )
+    for reopened in (ledger.ids["s1-waived"], ledger.ids["s1-parked"]):
+        actions.reopen(session, occurrence_id=reopened, reason="重新办理", actor="user:boss", at=later)
+    again = at_cutoff(session, ctx)
+    assert counted(again, "s2") == counted(frozen, "s2") and counted(again, "s1") == counted(frozen, "s1")
+    assert again.digest == frozen.digest
+    # Read on 10 December, the reopened items are what they are now: W46 overdue with its 返工, W47 due again.
+    now = at_cutoff(session, ctx, local("2026-12-10T09:00"))
+    assert counted(now, "s2")["overdue"] == 1 and counted(now, "s2")["rework"] == 2
+    assert counted(now, "s1")["due"] == 5
 
 
 # ---------------------------------------------------------------- the streets: 挂账, 延期, 免除, 返工, the ladder
