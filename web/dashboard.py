@@ -50,6 +50,7 @@ MONTHS = 12  # the trend and the heatmap
 WORST = 10
 UPCOMING_WORKDAYS = 7
 HEAT_ROWS = 30  # the city's heatmap without a district chosen: the units worst in the latest month
+DISTRICT_ROWS = 100  # a district's heatmap
 CJK_FONTS = '"Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", "Source Han Sans SC", sans-serif'
 MONTH_KEYS = ("due", "on_time", "overdue", "level_2", "level_3")
 
@@ -329,20 +330,21 @@ def _heatmap(session: Session, snaps: dict[str, Snap], months: list[Span], view:
 
 
 def _heat_units(session: Session, snaps: dict[str, Snap], months: list[Span], view: str | None) -> list[str]:
+    """The heatmap's rows, worst first by the latest month's score: the city's HEAT_ROWS worst units, or a district's
+    units (those with no score yet after them, by id), at most DISTRICT_ROWS."""
     latest = next((snaps[m.key] for m in reversed(months) if m.key in snaps), None)
-    if view is not None:
-        known = [unit_id for unit_id, spec in program().units.items() if (spec.district or unit_id) == view]
-        return sorted(known)[:100]
-    if latest is None:
-        return []
-    col = AssessmentScore.__table__.c  # type: ignore[attr-defined]
-    query = (
-        select(col.unit_id)
-        .where(col.assessment_id == latest.id, col.rank.is_not(None))
-        .order_by(col.score, col.unit_id)
-        .limit(HEAT_ROWS)
-    )
-    return list(session.execute(query).scalars())
+    ranked: list[str] = []
+    if latest is not None:
+        col = AssessmentScore.__table__.c  # type: ignore[attr-defined]
+        query = select(col.unit_id).where(col.assessment_id == latest.id, col.rank.is_not(None))
+        query = query.where(col.district == view) if view is not None else query
+        limit = DISTRICT_ROWS if view is not None else HEAT_ROWS
+        ranked = list(session.execute(query.order_by(col.score, col.unit_id).limit(limit)).scalars())
+    if view is None:
+        return ranked
+    known = sorted(unit_id for unit_id, spec in program().units.items() if (spec.district or unit_id) == view)
+    seen = set(ranked)
+    return (ranked + [unit_id for unit_id in known if unit_id not in seen])[:DISTRICT_ROWS]
 
 
 def _worst(session: Session, span: Span, current: Snap | None, view: str | None) -> dict[str, Any]:
