@@ -21,7 +21,18 @@ from calendars.schema import DEDUCTIONS, ScoringSpec, SendWindowSpec
 from flows.common import SYSTEM, Context, workday_moment
 from flows.ladder import document_name, next_document
 from flows.notices import recipients_by_unit, title_and_body, unit_link
-from flows.scores import OTHERS, OTHERS_TITLE, Computed, Span, compute, cutoff_of, final_score, month_before, span_of
+from flows.scores import (
+    OTHERS,
+    OTHERS_TITLE,
+    Computed,
+    Span,
+    compute,
+    cutoff_of,
+    final_score,
+    month_before,
+    month_of,
+    span_of,
+)
 from notify import outbox
 from store.db import lock_for_writing
 from store.models import Assessment, AssessmentScore, Deduction, Delivery, Objection, Occurrence, Unit
@@ -139,11 +150,11 @@ def assessment_step(session: Session, ctx: Context, *, at: datetime) -> str:
         return ""
     drafted = refresh_draft(session, ctx, at)
     span = month_before(at.astimezone(ctx.zone).date())
-    if at < cutoff_of(ctx.program, ctx.program.scoring, span, ctx.zone):
-        return drafted
     current = latest(session, span.key)
     if current is None and not _anything_due(session, span, ctx.zone):
         return drafted  # a month before the office started, or with nothing at all to hold anyone to
+    if at < cutoff_of(ctx.program, ctx.program.scoring, span, ctx.zone):
+        return drafted
     if current is None or current.status == "draft":
         assess(session, ctx, span.key, at=at)
         return "frozen"
@@ -166,14 +177,19 @@ def refresh_draft(session: Session, ctx: Context, at: datetime) -> str:
         return ""
     put_value(session, key=DRAFT_KEY, value=at.isoformat())
     session.commit()
-    this_month = span_of(f"{at.astimezone(ctx.zone):%Y-%m}")
+    this_month = month_of(at.astimezone(ctx.zone).date())
     last_month = month_before(this_month.starts)
-    open_months = [last_month] if at < cutoff_of(ctx.program, scoring, last_month, ctx.zone) else []
-    for span in [*open_months, this_month]:
+    drafted = ""
+    for span in (last_month, this_month):
+        if not _anything_due(session, span, ctx.zone):
+            continue
+        if span == last_month and at >= cutoff_of(ctx.program, scoring, span, ctx.zone):
+            continue  # frozen by now (assessment_step), or about to be
         current = latest(session, span.key)
-        if (current is None or current.status == "draft") and _anything_due(session, span, ctx.zone):
+        if current is None or current.status == "draft":
             assess(session, ctx, span.key, at=at)
-    return "draft"
+            drafted = "draft"
+    return drafted
 
 
 # ---------------------------------------------------------------- objections
@@ -583,8 +599,8 @@ def _announce(
             unit=ctx.program.units[unit_id],
             row=scores[unit_id],
             deductions=standing.get(unit_id, []),
-            board=_board_place(assessment, unit_id),
-            group_title=_group_title(assessment, scores[unit_id].group_id),
+            board=board_place(assessment, unit_id),
+            group_title=group_title_of(assessment, scores[unit_id].group_id),
             whole=False,
             link=link,
             labels=DEDUCTIONS,
@@ -618,12 +634,12 @@ def _announce(
     insert_ignoring_conflicts(session, Delivery, rows)
 
 
-def _group_title(assessment: Assessment, group_id: str) -> str:
+def group_title_of(assessment: Assessment, group_id: str) -> str:
     titles = {group["id"]: group["title"] for group in assessment.summary.get("groups", [])}
     return titles.get(group_id, "同类单位")
 
 
-def _board_place(assessment: Assessment, unit_id: str) -> str:
+def board_place(assessment: Assessment, unit_id: str) -> str:
     """红榜 or 黑榜 with the board's title, when the unit is on one."""
     for group in assessment.summary.get("groups", []):
         board = group["board"]

@@ -301,12 +301,14 @@ def inert_row(row: list[Any]) -> list[Any]:
     return [inert(value) for value in row]
 
 
-def _append_text(sheet: Any, row: list[Any]) -> None:
-    """Append ``row`` made inert, each text cell typed as a string so openpyxl never stores a formula."""
-    sheet.append(inert_row(row))
-    for cell in sheet[sheet.max_row]:
-        if isinstance(cell.value, str):
-            cell.data_type = "s"
+def _append_text(sheet: Any, row: list[Any], number: int) -> None:
+    """Append ``row`` as row ``number``, made inert, each text cell typed as a string so openpyxl never stores a
+    formula. The caller counts the rows: ``sheet.max_row`` scans every cell, which made a long list quadratic."""
+    values = inert_row(row)
+    sheet.append(values)
+    for column, value in enumerate(values, start=1):
+        if isinstance(value, str):
+            sheet.cell(row=number, column=column).data_type = "s"
 
 
 def to_xlsx(lists: dict[str, list[list[Any]]], *, title: str) -> bytes:
@@ -315,10 +317,10 @@ def to_xlsx(lists: dict[str, list[list[Any]]], *, title: str) -> bytes:
     book.remove(book.active)
     for name, rows in lists.items():
         sheet = book.create_sheet(name)
-        _append_text(sheet, [f"{title} · {name}"])
+        _append_text(sheet, [f"{title} · {name}"], 1)
         sheet["A1"].font = Font(bold=True, size=13)
-        for row in rows:
-            _append_text(sheet, row)
+        for number, row in enumerate(rows, start=2):
+            _append_text(sheet, row, number)
         for cell in sheet[2]:
             cell.font = Font(bold=True)
         sheet.freeze_panes = "A3"

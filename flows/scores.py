@@ -74,10 +74,14 @@ def _month_after(year: int, month: int) -> date:
     return date(year + month // 12, month % 12 + 1, 1)
 
 
+def month_of(day: date) -> Span:
+    return Span(f"{day.year}-{day.month:02d}", day.replace(day=1), _month_after(day.year, day.month))
+
+
 def month_before(day: date) -> Span:
-    """The month before the one ``day`` is in: what is assessed in ``day``'s month."""
-    year, month = (day.year, day.month - 1) if day.month > 1 else (day.year - 1, 12)
-    return span_of(f"{year}-{month:02d}")
+    """The month before the one ``day`` is in: what is assessed in ``day``'s month. Any year: the tick runs at
+    whatever moment it is given (1900 included), and finds nothing there to assess."""
+    return month_of(day.replace(day=1) - timedelta(days=1))
 
 
 def cutoff_of(program: Program, scoring: ScoringSpec, span: Span, zone: Any) -> datetime:

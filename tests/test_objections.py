@@ -277,7 +277,7 @@ def test_accepted_objection_raises_the_score_by_its_points_and_reranks(
     )
     told = session.execute(select(Delivery).where(col(Delivery.stage) == f"objection:{objection.id}")).scalars().all()
     assert told and all(d.unit_id == "wuxing-msb" and d.title.startswith("【异议处理】") for d in told)
-    assert "已采纳" in told[0].title and "70.0" in told[0].body
+    assert "已采纳" in told[0].title and "得分调整为70分" in told[0].body
     # The unit reads the answer.
     page = client.get(unit_path(ctx, session, "wuxing-msb")).text
     assert "已采纳" in page and "经核实属系统故障" in page and "70.00" in page and "已撤销" in page

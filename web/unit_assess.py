@@ -18,7 +18,7 @@ from sqlmodel import Session, col
 
 from calendars.schema import DEDUCTIONS, INDICATORS
 from flows import runtime
-from flows.assessment import AssessmentError, _board_place, _group_title, deductions_of, object_to
+from flows.assessment import AssessmentError, board_place, deductions_of, group_title_of, object_to
 from flows.scores import span_of
 from store.db import secret_key
 from store.models import (
@@ -78,9 +78,9 @@ def own_assessment(session: Session, unit_id: str, at: datetime) -> Own | None:
         assessment=assessment,
         label=span_of(assessment.period).label,
         row=row,
-        group_title=_group_title(assessment, row.group_id),
+        group_title=group_title_of(assessment, row.group_id),
         group_size=len(group["ranking"]) if group else 0,
-        board=_board_place(assessment, unit_id),
+        board=board_place(assessment, unit_id),
         rates=rates,
         lines=deduction_lines(session, assessment.id or 0, unit_id),
         window_open=assessment.status == "open" and window is not None and at <= window,
