@@ -68,10 +68,7 @@ def assess(session: Session, ctx: Context, period: str, *, at: datetime, actor: 
     cutoff = cutoff_of(ctx.program, scoring, span, ctx.zone)
     current = latest(session, span.key)
     if current is not None and current.status == "published":
-        raise AssessmentError(
-            f"{span.label}考核已通报（{current.document}），通报后的数据不再改变；"
-            f"如需更正，请用 duties assess --month {span.key} --correct --reason 更正理由"
-        )
+        return current  # published numbers never change: a correction is a new snapshot (``correct``)
     if current is not None and current.status == "open":
         return current  # frozen: objections are being decided on these numbers
     if at < span.bounds(ctx.zone)[0]:
@@ -117,7 +114,10 @@ def publish(session: Session, ctx: Context, assessment: Assessment, *, at: datet
     scoring = scoring_of(ctx)
     label = span_of(assessment.period).label
     if assessment.status == "published":
-        raise AssessmentError(f"{label}考核已于此前通报（{assessment.document}）")
+        raise AssessmentError(
+            f"{label}考核已通报（{assessment.document}），通报后的数据不再改变；"
+            f"如需更正，请用 duties assess --month {assessment.period} --correct --reason 更正理由"
+        )
     if assessment.status != "open":
         raise AssessmentError(f"{label}考核尚未冻结（{_when(ctx, assessment.cutoff_at)}冻结），不能通报")
     if assessment.objection_until is not None and at < assessment.objection_until:

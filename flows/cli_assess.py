@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlmodel import Session
 
 from flows import assessment, reports
 from flows.cli_ladder import acting
@@ -40,7 +41,7 @@ def assess(
             snapshot = assessment.assess(session, ctx, period, at=when, actor=CLI)
             if publish:
                 snapshot = assessment.publish(session, ctx, snapshot, at=when, actor=CLI)
-        _show(snapshot, ctx, as_json=as_json)
+        _show(session, snapshot, ctx, as_json=as_json)
 
 
 def ranking(
@@ -106,9 +107,9 @@ def _period(month: str | None, ctx: Context, at: datetime) -> str:
     return month if month is not None else month_before(at.astimezone(ctx.zone).date()).key
 
 
-def _show(snapshot: Assessment, ctx: Context, *, as_json: bool) -> None:
-    if as_json:
-        emit_json(assessment.as_json(snapshot, ctx.zone))
+def _show(session: Session, snapshot: Assessment, ctx: Context, *, as_json: bool) -> None:
+    if as_json:  # the contract (DESIGN.md): one row per unit, with the assessment's own fields on each
+        emit_json(unit_rows(session, snapshot, ctx))
         return
     span, totals = span_of(snapshot.period), snapshot.summary.get("totals", {})
     title = f"{span.label}考核：{ASSESSMENT_STATES[snapshot.status]}"
@@ -128,6 +129,27 @@ def _show(snapshot: Assessment, ctx: Context, *, as_json: bool) -> None:
             black = "、".join(line["name"] for line in board["black"]) or "无"
             out.print(f"{board['title']}：红榜 {red}；黑榜 {black}", highlight=False)
     out.print(f"输入摘要 {snapshot.digest[:16]}", highlight=False)
+
+
+def unit_rows(session: Session, snapshot: Assessment, ctx: Context) -> list[dict[str, Any]]:
+    """Every scored unit's row: ``unit``, its name, group, district, score, grade, ``rank`` (null when it had
+    nothing to assess) and every indicator (``on_time_rate`` 0–1 …), with the assessment's period, status and 通报."""
+    common = {"period": snapshot.period, "status": snapshot.status, "document": snapshot.document or None}
+    return [
+        {
+            "unit": row.unit_id,
+            "name": ctx.program.units[row.unit_id].name if row.unit_id in ctx.program.units else row.unit_id,
+            **common,
+            "group": row.group_id,
+            "district": row.district,
+            "score": row.score if row.rank is not None else None,
+            "grade": row.grade or None,
+            "rank": row.rank,
+            "deducted": row.deducted,
+            **row.indicators,
+        }
+        for row in assessment.scores_of(session, snapshot.id or 0)
+    ]
 
 
 def _print_group(entry: dict[str, Any]) -> None:
