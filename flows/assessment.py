@@ -31,6 +31,7 @@ from flows.scores import (
     final_score,
     month_before,
     month_of,
+    ratio,
     span_of,
 )
 from notify import outbox
@@ -374,6 +375,21 @@ def as_json(snapshot: Assessment, zone: Any) -> dict[str, Any]:
     }
 
 
+def score_json(row: AssessmentScore, names: dict[str, str]) -> dict[str, Any]:
+    """One unit's score as the API gives it; ``duties assess --json`` flattens its indicators."""
+    return {
+        "unit": row.unit_id,
+        "name": names.get(row.unit_id, row.unit_id),
+        "group": row.group_id,
+        "district": row.district,
+        "score": row.score,
+        "deducted": row.deducted,
+        "grade": row.grade,
+        "rank": row.rank,
+        "indicators": row.indicators,
+    }
+
+
 # ---------------------------------------------------------------- inside
 
 
@@ -405,7 +421,7 @@ def _store(session: Session, ctx: Context, assessment: Assessment, computed: Com
     if deductions:
         session.execute(Deduction.__table__.insert(), deductions)  # type: ignore[attr-defined]
     families = [
-        {"family": name, "due": int(f["due"]), "on_time": int(f["on_time"]), "rate": _share(f["on_time"], f["due"])}
+        {"family": name, "due": int(f["due"]), "on_time": int(f["on_time"]), "rate": ratio(f["on_time"], f["due"])}
         for name, f in sorted(computed.families.items())
     ]
     assessment.summary = summarize(ctx, scoring, scores, families=families)
@@ -506,7 +522,7 @@ def _districts(ctx: Context, scores: list[AssessmentScore]) -> list[dict[str, An
             "units": int(entry["units"]),
             "due": int(entry["due"]),
             "on_time": int(entry["on_time"]),
-            "on_time_rate": _share(entry["on_time"], entry["due"]),
+            "on_time_rate": ratio(entry["on_time"], entry["due"]),
             "score": round(entry["scores"] / entry["units"], 2),
         }
         for district, entry in pooled.items()
@@ -521,7 +537,7 @@ def _totals(scores: list[AssessmentScore]) -> dict[str, Any]:
     keys = ("due", "on_time", "late_done", "overdue", "parked", "extended", "rework", "level_1", "level_2", "level_3")
     totals: dict[str, Any] = {key: int(sum(row.indicators.get(key, 0) for row in scores)) for key in keys}
     assessed = [row.score for row in scores if row.indicators.get("raw") is not None]
-    totals["on_time_rate"] = _share(totals["on_time"], totals["due"])
+    totals["on_time_rate"] = ratio(totals["on_time"], totals["due"])
     totals["units"] = len(assessed)
     totals["mean_score"] = round(sum(assessed) / len(assessed), 2) if assessed else None
     return totals
@@ -532,10 +548,6 @@ def _anything_due(session: Session, span: Span, zone: Any) -> bool:
     start, end = span.bounds(zone)
     query = select(col.id).where(col.due_at >= start, col.due_at < end).limit(1)
     return session.execute(query).first() is not None
-
-
-def _share(part: float, whole: float) -> float | None:
-    return round(part / whole, 4) if whole else None
 
 
 def _score_row(session: Session, assessment_id: int, unit_id: str) -> AssessmentScore | None:

@@ -135,21 +135,16 @@ def unit_rows(session: Session, snapshot: Assessment, ctx: Context) -> list[dict
     """Every scored unit's row: ``unit``, its name, group, district, score, grade, ``rank`` (null when it had
     nothing to assess) and every indicator (``on_time_rate`` 0–1 …), with the assessment's period, status and 通报."""
     common = {"period": snapshot.period, "status": snapshot.status, "document": snapshot.document or None}
-    return [
-        {
-            "unit": row.unit_id,
-            "name": ctx.program.units[row.unit_id].name if row.unit_id in ctx.program.units else row.unit_id,
-            **common,
-            "group": row.group_id,
-            "district": row.district,
-            "score": row.score if row.rank is not None else None,
-            "grade": row.grade or None,
-            "rank": row.rank,
-            "deducted": row.deducted,
-            **row.indicators,
-        }
-        for row in assessment.scores_of(session, snapshot.id or 0)
-    ]
+    names = {unit_id: spec.name for unit_id, spec in ctx.program.units.items()}
+    rows = []
+    for row in assessment.scores_of(session, snapshot.id or 0):
+        line = assessment.score_json(row, names)
+        indicators = line.pop("indicators")
+        assessed = row.rank is not None
+        rows.append(
+            {**line, **common, "score": row.score if assessed else None, "grade": row.grade or None, **indicators}
+        )
+    return rows
 
 
 def _print_group(entry: dict[str, Any]) -> None:

@@ -190,11 +190,6 @@ def _new_result(program: Program, grouped: dict[str, str], unit_id: str) -> Unit
     )
 
 
-def group_of(program: Program, scoring: ScoringSpec, unit_id: str) -> str:
-    """The first ranking group that names the unit; ``others`` for a unit in none."""
-    return groups_of(program, scoring).get(unit_id, OTHERS)
-
-
 def groups_of(program: Program, scoring: ScoringSpec) -> dict[str, str]:
     """Each unit a group names → the first group naming it, resolved once: resolving the selectors for every unit
     made a 10,000-unit city's assessment take minutes (bench/assess.py)."""
@@ -507,11 +502,11 @@ def _add_response(result: UnitResult, issued: int, acknowledged: int, hours: flo
 def _rate(result: UnitResult, scoring: ScoringSpec) -> None:
     counts = result.counts
     result.rates = {
-        "on_time_rate": _ratio(counts["on_time"], counts["due"]),
-        "quota_rate": _ratio(counts["quota_done"], counts["quota_required"]),
-        "target_rate": _ratio(counts["target_progress"], counts["targets"]),
-        "response_rate": _ratio(counts["acknowledged"], counts["escalations"]),
-        "check_pass_rate": _ratio(counts["checked"] - counts["check_failed"], counts["checked"]),
+        "on_time_rate": ratio(counts["on_time"], counts["due"]),
+        "quota_rate": ratio(counts["quota_done"], counts["quota_required"]),
+        "target_rate": ratio(counts["target_progress"], counts["targets"]),
+        "response_rate": ratio(counts["acknowledged"], counts["escalations"]),
+        "check_pass_rate": ratio(counts["checked"] - counts["check_failed"], counts["checked"]),
     }
     counted = [(weight, result.rates[name]) for name, weight in scoring.weights.items()]
     lost = [weight * (1 - rate) for weight, rate in counted if rate is not None]
@@ -519,7 +514,7 @@ def _rate(result: UnitResult, scoring: ScoringSpec) -> None:
         result.raw = round(max(0.0, scoring.base - sum(lost)), 2)
 
 
-def _ratio(part: float, whole: float) -> float | None:
+def ratio(part: float, whole: float) -> float | None:
     return round(part / whole, 4) if whole else None
 
 

@@ -15,6 +15,7 @@ from sqlmodel import Session
 from calendars.loader import CalendarError, Program
 from calendars.schema import ProgrammeSpec
 from flows import runtime
+from flows.common import Context
 from store.db import session_scope
 from store.models import LEVEL_NAMES, STATUS_LABELS, Duty, Occurrence, Unit
 from store.queries import find_occurrences
@@ -67,6 +68,11 @@ def scoped_item(
 def program() -> Program:
     """The calendars on disk, read once per process (the desk needs working days and ladders)."""
     return runtime.load_calendars()
+
+
+def context(session: Session) -> Context:
+    """What the steps need to act for a request: the calendars, settings, signing key and sender."""
+    return runtime.make_context(session, program())
 
 
 def programme() -> ProgrammeSpec | None:

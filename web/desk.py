@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 from starlette.background import BackgroundTask
 
-from flows import actions, decisions, reports, runtime, spot_checks
+from flows import actions, decisions, reports, spot_checks
 from flows.actions import ActionError
 from flows.common import period_label
 from flows.notices import message
@@ -60,6 +60,7 @@ from web.common import (
     NowDep,
     RowId,
     SessionDep,
+    context,
     download,
     page,
     problem_page,
@@ -427,7 +428,7 @@ def printable_notice(
     if found is None or escalation is None:
         return problem_page(404, "通知不存在", "该事项没有这一级已发出的通知，或不在您的管辖范围内。")
     occurrence, _, _ = found
-    ctx = runtime.make_context(session, program())
+    ctx = context(session)
     duty = ctx.program.duties[occurrence.duty_id]
     ladder = ctx.program.ladders[duty.ladder]
     issued = escalation.approved_at or escalation.at
@@ -590,7 +591,7 @@ def bulk_action(
             session.rollback()
             skipped.append(f"{occurrence_id}：{refusal}")
     # One message per unit for the whole selection, not one per item.
-    ctx = runtime.make_context(session, program())
+    ctx = context(session)
     decisions.tell_units(session, ctx, occurrence_ids=done, action=action, reason=reason, at=at)
     session.commit()
     label = actions.ACTIONS[action]
@@ -644,7 +645,7 @@ def take_action(
     if not tell:
         return
     # The unit hears of every decision that changes what it must do, with the reason and its link.
-    ctx = runtime.make_context(session, program())
+    ctx = context(session)
     passed = str(form.get("verdict") or "") == "pass"
     if decisions.tell_unit(
         session, ctx, occurrence_id=occurrence_id, action=action, reason=reason, at=at, passed=passed

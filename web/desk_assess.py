@@ -19,8 +19,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from calendars.schema import DEDUCTIONS, INDICATORS
-from flows import runtime
-from flows.assessment import AssessmentError, as_json, decide, open_objections, publish, scores_of
+from flows.assessment import AssessmentError, as_json, decide, open_objections, publish, score_json, scores_of
 from flows.scores import span_of
 from store.models import (
     ASSESSMENT_STATES,
@@ -35,7 +34,7 @@ from store.models import (
 from store.settings import get_settings
 from web import auth
 from web.auth import Scope
-from web.common import NowDep, RowId, SessionDep, problem_page, program
+from web.common import NowDep, RowId, SessionDep, context, problem_page
 from web.desk import UserDep, check_csrf, desk_page
 from web.unit_assess import deduction_lines
 from web.units import evidence_media_type, evidence_path
@@ -100,20 +99,6 @@ def scoped_objections(session: Session, assessment_id: int, visible: set[str]) -
 def scoped_deductions(session: Session, assessment_id: int, visible: set[str]) -> list[Deduction]:
     query = select(Deduction).where(col(Deduction.assessment_id) == assessment_id).order_by(col(Deduction.id))
     return [d for d in session.execute(query).scalars() if d.unit_id in visible]
-
-
-def score_json(row: AssessmentScore, names: dict[str, str]) -> dict[str, Any]:
-    return {
-        "unit": row.unit_id,
-        "name": names.get(row.unit_id, row.unit_id),
-        "group": row.group_id,
-        "district": row.district,
-        "score": row.score,
-        "deducted": row.deducted,
-        "grade": row.grade,
-        "rank": row.rank,
-        "indicators": row.indicators,
-    }
 
 
 def deduction_json(deduction: Deduction, objection: Objection | None, zone: Any) -> dict[str, Any]:
@@ -344,7 +329,7 @@ def decide_objection(
         return _not_found("异议")
     if decision not in ("accept", "reject"):
         return _assessment_page(request, session, user, found, at, status_code=400, error="请选择采纳或不予采纳。")
-    ctx = runtime.make_context(session, program())
+    ctx = context(session)
     try:
         decide(
             session,
@@ -375,7 +360,7 @@ def publish_assessment(
     if found is None:
         return _not_found()
     try:
-        publish(session, runtime.make_context(session, program()), found, at=at, actor=f"user:{user.username}")
+        publish(session, context(session), found, at=at, actor=f"user:{user.username}")
     except AssessmentError as problem:
         session.rollback()
         found = session.get(Assessment, assessment_id, populate_existing=True) or found

@@ -12,13 +12,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from flows import inspections, ladder, runtime
-from flows.common import Context
+from flows import inspections, ladder
 from flows.inspections import InspectionError, Responsible
 from flows.ladder import LadderError
 from store.models import Campaign, Escalation, Finding, Unit, User
 from store.settings import get_settings
-from web.common import NowDep, RowId, SessionDep, download, problem_page, program
+from web.common import NowDep, RowId, SessionDep, context, download, problem_page, program
 from web.desk import UserDep, check_csrf, desk_page
 
 router = APIRouter(prefix="/desk")
@@ -31,10 +30,6 @@ def _city_only(user: User) -> HTMLResponse | None:
     if user.role == "city":
         return None
     return problem_page(403, "无权访问", "审批与检查仅市级管理员可操作；本区县的事项请在“全部事项”中查看。")
-
-
-def _context(session: Session) -> Context:
-    return runtime.make_context(session, program())
 
 
 # ---------------------------------------------------------------- approvals
@@ -81,7 +76,7 @@ def decide_many(
     chosen = list(dict.fromkeys(ids or []))
     if decision not in ("approve", "reject") or not chosen:
         return problem_page(400, "无法批量审批", "请勾选待审批的升级，并选择同意或不予升级。")
-    ctx, actor = _context(session), f"user:{user.username}"
+    ctx, actor = context(session), f"user:{user.username}"
     documents, problems = [], []
     for escalation_id in chosen:
         try:
@@ -119,7 +114,7 @@ def decide(
         return refused
     if decision not in ("approve", "reject"):
         return problem_page(404, "没有这个操作", f"不支持的操作：{decision}")
-    ctx, actor = _context(session), f"user:{user.username}"
+    ctx, actor = context(session), f"user:{user.username}"
     try:
         if decision == "approve":
             ladder.approve(session, ctx, escalation_id=escalation_id, actor=actor, at=at)
@@ -193,7 +188,7 @@ def new_campaign(
     try:
         on = date.fromisoformat(started_on) if started_on else at.astimezone(get_settings().zone).date()
         campaign = inspections.start_campaign(
-            session, _context(session), duty_id=duty, name=name, on=on, actor=f"user:{user.username}", at=at
+            session, context(session), duty_id=duty, name=name, on=on, actor=f"user:{user.username}", at=at
         )
     except (InspectionError, ValueError) as problem:
         session.rollback()
@@ -267,7 +262,7 @@ def add_finding(
     try:
         inspections.add_finding(
             session,
-            _context(session),
+            context(session),
             campaign_id=campaign_id,
             unit_id=unit,
             site=site,
@@ -306,7 +301,7 @@ def reinspect(
     try:
         inspections.reinspect(
             session,
-            _context(session),
+            context(session),
             finding_id=finding_id,
             passed=result == "pass",
             note=note,

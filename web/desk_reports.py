@@ -9,10 +9,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from flows import reports, runtime
+from flows import reports
 from flows.scores import span_of
 from store.models import Assessment, User
-from web.common import RowId, SessionDep, download, problem_page, program
+from web.common import RowId, SessionDep, context, download, problem_page
 from web.desk import UserDep
 
 router = APIRouter(prefix="/desk")
@@ -26,7 +26,7 @@ def assessment_pdf(assessment_id: RowId, session: SessionDep, user: UserDep) -> 
     if found is None:
         return _missing()
     try:
-        data = reports.report_pdf(session, runtime.make_context(session, program()), found, district=_district(user))
+        data = reports.report_pdf(session, context(session), found, district=_district(user))
     except reports.ReportError as problem:
         return problem_page(503, "无法生成 PDF", str(problem))
     return download(data, f"{_name(found)}.pdf", media_type=PDF)
@@ -38,7 +38,7 @@ def assessment_xlsx(assessment_id: RowId, session: SessionDep, user: UserDep) ->
     found = session.get(Assessment, assessment_id)
     if found is None:
         return _missing()
-    data = reports.report_xlsx(session, runtime.make_context(session, program()), found, district=_district(user))
+    data = reports.report_xlsx(session, context(session), found, district=_district(user))
     return download(data, f"{_name(found)}.xlsx")
 
 

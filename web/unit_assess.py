@@ -17,7 +17,6 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from calendars.schema import DEDUCTIONS, INDICATORS
-from flows import runtime
 from flows.assessment import AssessmentError, board_place, deductions_of, group_title_of, object_to
 from flows.scores import span_of
 from store.db import secret_key
@@ -32,7 +31,7 @@ from store.models import (
     Unit,
 )
 from web import units
-from web.common import NowDep, RowId, SessionDep, program
+from web.common import NowDep, RowId, SessionDep, context
 
 MAX_REASON = 1000
 router = APIRouter()
@@ -160,7 +159,7 @@ def file_objection(
     if problem:
         return _again(session, unit, token, at, deduction_id, reason, problem)
     stored = [units._store_photo(photo.data, photo.kind) for photo in photos]
-    ctx = runtime.make_context(session, program())
+    ctx = context(session)
     try:
         object_to(session, ctx, deduction_id=deduction_id, unit_id=unit.id, reason=reason, evidence=stored, at=at)
     except AssessmentError as refusal:
