@@ -22,6 +22,7 @@ import notify.send  # noqa: F401  (validate URLs with the plugins that will send
 from calendars.recurrence import expand, period_starts
 from calendars.schema import (
     CalendarFile,
+    CategorySpec,
     ContactSpec,
     DutySpec,
     LadderSpec,
@@ -125,7 +126,8 @@ class Program:
     scoring: ScoringSpec | None = None  # None: the folder sets no assessment (flows/assessment.py)
     units: dict[str, UnitSpec] = field(default_factory=dict)
     ladders: dict[str, LadderSpec] = field(default_factory=dict)
-    duties: dict[str, DutySpec] = field(default_factory=dict)
+    duties: dict[str, DutySpec] = field(default_factory=dict)  # a case category's duty too (kind "case")
+    categories: dict[str, CategorySpec] = field(default_factory=dict)
     workdays: WorkdayCalendar = field(default_factory=WorkdayCalendar)
     where: dict[tuple[str, str], Location] = field(default_factory=dict)
     broken: set[tuple[str, str]] = field(default_factory=set)  # entries with problems: not referenced as unknown
@@ -139,6 +141,7 @@ class Program:
             [spec.model_dump(mode="json") for spec in self.units.values()],
             [spec.model_dump(mode="json") for spec in self.ladders.values()],
             [spec.model_dump(mode="json") for spec in self.duties.values()],
+            [spec.model_dump(mode="json") for spec in self.categories.values()],
         ]
         return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -213,6 +216,7 @@ def _read(root: Path) -> tuple[Program, list[str]]:
     if program.programme is not None:
         _sign_sms(program, program.programme.sms_signature)
         _name_sender(program, program.programme.office_short)
+    problems += _add_categories(program)
     if not unreadable:  # references are checked only when every file parsed, so one bad file does not cascade
         problems += _cross_check(program)
     return program, problems
@@ -273,6 +277,7 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
         ("unit", "units", parsed.units, program.units),
         ("ladder", "ladders", parsed.ladders, program.ladders),
         ("duty", "duties", parsed.duties, program.duties),
+        ("category", "categories", parsed.categories, program.categories),
     )
     for kind, section, items, known in sections:
         for index, item in enumerate(items):
@@ -312,6 +317,7 @@ SECTIONS: dict[str, tuple[str, type[BaseModel]]] = {
     "units": ("unit", UnitSpec),
     "ladders": ("ladder", LadderSpec),
     "duties": ("duty", DutySpec),
+    "categories": ("category", CategorySpec),
 }
 
 
@@ -360,6 +366,26 @@ def _with_parameter(contact: ContactSpec, channels: tuple[str, ...], key: str, v
         return contact  # an unreadable URL is reported by _contact_problems
     joiner = "&" if "?" in contact.url else "?"
     return contact.model_copy(update={"url": f"{contact.url}{joiner}{key}={quote(value)}"})
+
+
+def _add_categories(program: Program) -> list[str]:
+    """Each case category becomes the duty its cases are items of, and its steps a ladder of their own."""
+    problems = []
+    for category in program.categories.values():
+        taken = program.where.get(("duty", category.id))
+        if taken is not None:
+            here = program.location("category", category.id)
+            problems.append(f"{here}: category id {category.id!r} is also a duty's id (at {taken}): rename one")
+            continue
+        program.duties[category.id] = category.as_duty()
+        for (kind, key), where in list(program.where.items()):
+            if kind == "category" and (key == category.id or key.startswith(f"{category.id}.")):
+                program.where[("duty", key.replace(".units", ".assignees"))] = where
+        ladder = category.as_ladder()
+        if ladder is not None:
+            program.ladders[ladder.id] = ladder
+            program.where[("ladder", ladder.id)] = program.location("category", category.id, "steps")
+    return problems
 
 
 def _cross_check(program: Program) -> list[str]:
@@ -419,10 +445,12 @@ PROBE_START, PROBE_END = date(2020, 1, 1), date(2028, 12, 31)
 
 
 def _never_due(program: Program, duty: DutySpec) -> list[str]:
+    if duty.category is not None:
+        return []  # a case falls due when it is found, not by a rule
     """A recurrence that never fires, or a due rule no period can meet, is an error, not an empty ledger."""
     if not period_starts(duty, PROBE_START, PROBE_END):
         here = program.location("duty", duty.id, "recurrence")
-        return [f"{here}: duty {duty.id}: recurrence {duty.recurrence.rrule!r} never fires"]
+        return [f"{here}: duty {duty.id}: recurrence {duty.period_rule.rrule!r} never fires"]
     if duty.unannounced is not None:
         return []
     zone = ZoneInfo("Asia/Shanghai")
@@ -430,7 +458,7 @@ def _never_due(program: Program, duty: DutySpec) -> list[str]:
         return []
     return [
         f"{program.location('duty', duty.id, 'due')}: duty {duty.id}: the due rule can never be met "
-        f"in any period of {duty.recurrence.rrule!r}"
+        f"in any period of {duty.period_rule.rrule!r}"
     ]
 
 

@@ -74,7 +74,7 @@ def expand(
     preview), dated at the period's end.
     """
     periods = []
-    for period_start in period_starts(duty, start - LOOK_BACK[duty.recurrence.period], end):
+    for period_start in period_starts(duty, start - LOOK_BACK[duty.period_rule.period], end):
         for period in _make_periods(duty, period_start, workdays, zone, unit=unit, seed=seed):
             if (include_skipped or not period.skipped) and start <= period.due_at.date() <= end:
                 periods.append(period)
@@ -82,7 +82,7 @@ def expand(
 
 
 def period_starts(duty: DutySpec, start: date, end: date) -> list[date]:
-    return list(_period_starts(duty.recurrence.rrule, duty.recurrence.period, start, end))
+    return list(_period_starts(duty.period_rule.rrule, duty.period_rule.period, start, end))
 
 
 @lru_cache(maxsize=4096)
@@ -186,7 +186,7 @@ def _period_key(starts: date, period: str) -> str:
 def _make_periods(
     duty: DutySpec, starts: date, workdays: WorkdayCalendar, zone: ZoneInfo, *, unit: str, seed: str
 ) -> list[Period]:
-    kind = duty.recurrence.period
+    kind = duty.period_rule.period
     ends = _period_end(starts, kind)
     key = _period_key(starts, kind)
     unpublished = (UNPUBLISHED_FLAG,) if workdays.unpublished_years(starts, ends) else ()

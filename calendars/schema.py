@@ -12,7 +12,9 @@ from datetime import time as TimeOfDay
 from typing import Annotated, Any, Literal
 
 from dateutil.rrule import rrulestr
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from calendars.clocks import Duration, parse_windows
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 KIND_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -87,8 +89,13 @@ class UnitSpec(Strict):
         default="all",
         description="all: every contact gets each message; failover: the first, and the next only if it fails for good",
     )
+    places: list[str] = Field(
+        default=[],
+        description="Roads, areas and landmarks the unit answers for: a case whose place names one goes to this unit",
+    )
 
 
+AUDIENCES = Literal["unit", "unit_leaders", "lead", "city_office", "district_office"]
 DOCUMENT_PREFIXES = {"交办": "湖城管交", "督办": "湖城管督", "约谈": "湖城管谈"}
 
 
@@ -96,7 +103,7 @@ class LevelSpec(Strict):
     level: int = Field(ge=1, le=3)
     name: Literal["交办", "督办", "约谈"]
     timeout_workdays: int = Field(ge=1, le=60, description="Working days the unit has at this level")
-    audience: list[Literal["unit", "unit_leaders", "lead", "city_office", "district_office"]]
+    audience: list[AUDIENCES]
     approval: bool = Field(default=False, description="A manager approves on the desk before the notice goes out")
     repeat_workdays: int | None = Field(
         default=None, ge=1, le=30, description="Send the notice again every N working days until the unit acknowledges"
@@ -321,6 +328,107 @@ class ChainSpec(Strict):
     )
 
 
+def _duration(value: str) -> str:
+    Duration.parse(value)
+    return value.strip()
+
+
+def _windows(value: list[str] | None) -> list[str] | None:
+    if value is not None:
+        parse_windows(value)
+    return value
+
+
+DurationText = Annotated[str, AfterValidator(_duration)]
+WindowsText = Annotated[list[str] | None, AfterValidator(_windows)]
+
+
+class CaseStepSpec(Strict):
+    """One step of a category's own short ladder: ``after`` from the case's dispatch, on the category's clock, an
+    item not yet handled takes the next level and its notice goes to ``audience``."""
+
+    after: DurationText = Field(description='e.g. "30 minutes", "2 hours", counted on the category clock')
+    name: Literal["交办", "督办", "约谈"] = "交办"
+    audience: list[AUDIENCES] = Field(min_length=1)
+
+
+class CategorySpec(Strict):
+    """A kind of problem that becomes a case when found (零星垃圾、积水; 工地扬尘; 市场卫生问题), with its clock.
+
+    The clock starts when the case is dispatched to a unit: ``deadline`` is "30 minutes", "2 hours", "2 workhours"
+    (office hours on working days) or "1 workday". ``service_hours`` restrict a minutes or hours clock to declared
+    hours (a market's opening hours). ``units`` say who may answer: the one whose name or ``places`` the case's place
+    names; otherwise the dispatcher chooses on the desk.
+    """
+
+    id: str = Field(pattern=ID_PATTERN)
+    title: str = Field(min_length=1, description="零星垃圾、积水")
+    clause: str = Field(min_length=1)
+    quote: str = Field(min_length=1)
+    family: str = Field(default="问题案件处置", min_length=1, description="Where the assessment's roll-up counts it")
+    deadline: DurationText
+    service_hours: WindowsText = Field(default=None, description='"HH:MM-HH:MM" windows; minutes or hours only')
+    units: list[str] = Field(min_length=1, description="Who may answer: unit ids, kind:X or tag:X")
+    lead: list[str] = Field(min_length=1, description="Who supervises: named in every notice")
+    ladder: str = Field(default="default", description="A ladder of working days, used when steps are not given")
+    steps: list[CaseStepSpec] = Field(default=[], description="The category's own short ladder, e.g. at 30 minutes")
+    send_window: SendWindowSpec = Field(
+        default=SendWindowSpec(always=True), description="A live problem is told at once, whatever the hour"
+    )
+    pause_while_requested: bool = Field(
+        default=False, description="Stop the clock while a unit's 延期/挂账/退回 request waits for a manager"
+    )
+    inferred: bool = False
+    assumption: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CategorySpec:
+        if self.inferred and not self.assumption.strip():
+            raise ValueError("inferred: true needs an assumption saying what was assumed and why")
+        unit = Duration.parse(self.deadline).unit
+        if self.service_hours is not None and unit not in ("minutes", "hours"):
+            raise ValueError(f"service_hours apply to a deadline in minutes or hours, not {unit}")
+        if len(self.steps) > 3:
+            raise ValueError("steps: at most three (交办, 督办, 约谈)")
+        return self
+
+    @property
+    def duration(self) -> Duration:
+        return Duration.parse(self.deadline)
+
+    @property
+    def ladder_id(self) -> str:
+        return f"case-{self.id}" if self.steps else self.ladder
+
+    def as_duty(self) -> DutySpec:
+        """The duty its cases are items of: the same link, reminders, ladder, desk and assessment as any other."""
+        return DutySpec(
+            id=self.id,
+            family=self.family,
+            title=self.title,
+            clause=self.clause,
+            quote=self.quote,
+            lead=self.lead,
+            assignees=self.units,
+            reminders=[],
+            send_window=self.send_window,
+            ladder=self.ladder_id,
+            inferred=self.inferred,
+            assumption=self.assumption,
+            category=self,
+        )
+
+    def as_ladder(self) -> LadderSpec | None:
+        """Its short ladder as levels; the moments come from the steps' ``after`` (flows/ladder.py)."""
+        if not self.steps:
+            return None
+        levels = [
+            LevelSpec(level=number, name=step.name, timeout_workdays=1, audience=step.audience)
+            for number, step in enumerate(self.steps, start=1)
+        ]
+        return LadderSpec(id=self.ladder_id, clause=self.clause, quote=self.quote, levels=levels)
+
+
 class DutySpec(Strict):
     id: str = Field(pattern=ID_PATTERN)
     family: str = Field(min_length=1)
@@ -330,7 +438,7 @@ class DutySpec(Strict):
     lead: list[str] = Field(min_length=1, description="Unit ids, kind:X or tag:X")
     cooperating: list[str] = []
     assignees: list[str] = Field(min_length=1, description="Who must do it: unit ids, kind:X or tag:X")
-    recurrence: RecurrenceSpec
+    recurrence: RecurrenceSpec | None = Field(default=None, description="Required, except for a case category")
     due: DueSpec = DueSpec()
     reminders: list[int] = Field(default=[3, 1, 0], description="Days before the due date, sent at remind_time")
     remind_time: ClockTime = TimeOfDay(9, 0)
@@ -347,10 +455,15 @@ class DutySpec(Strict):
     ladder: str = "default"
     inferred: bool = False
     assumption: str = ""
+    category: CategorySpec | None = Field(
+        default=None, description="Set by the loader for a case category (categories:); never written in a duty"
+    )
 
     @property
     def kind(self) -> str:
-        """calendar, quota, unannounced or target: how occurrences are made and when one is complete."""
+        """calendar, quota, unannounced, target or case: how occurrences are made and when one is complete."""
+        if self.category is not None:
+            return "case"
         if self.target is not None:
             return "target"
         if self.unannounced is not None:
@@ -358,6 +471,13 @@ class DutySpec(Strict):
         if self.quota is not None:
             return "quota"
         return "calendar"
+
+    @property
+    def period_rule(self) -> RecurrenceSpec:
+        """The recurrence of a planned duty (every kind but a case, which the loader never plans)."""
+        if self.recurrence is None:
+            raise ValueError(f"duty {self.id} has no recurrence: it is a case category")
+        return self.recurrence
 
     @property
     def empty_period(self) -> str:
@@ -404,7 +524,9 @@ class DutySpec(Strict):
             raise ValueError(f"{kinds[-1]}: a duty is one of quota, unannounced or target, not {' and '.join(kinds)}")
         if self.unannounced is not None and self.due.rule != "last_workday":
             raise ValueError("due: unannounced checks fall on drawn days, so leave the due rule at last_workday")
-        if self.monthly_tasks and self.recurrence.period != "month":
+        if self.recurrence is None and self.category is None:
+            raise ValueError("recurrence: Field required")
+        if self.monthly_tasks and self.recurrence is not None and self.recurrence.period != "month":
             raise ValueError("monthly_tasks needs a monthly recurrence (period: month)")
         if self.sample is not None and not self.sample.strip():
             raise ValueError("sample: say in words what is a sample and what will replace it")
@@ -428,6 +550,21 @@ class ProgrammeSpec(Strict):
         max_length=20,
         description="The registered SMS signature (短信签名), for smsgw:// contacts that give no sign= of their own",
     )
+    office_hours: list[str] = Field(
+        default=["08:30-12:00", "13:30-17:30"],
+        min_length=1,
+        description="The office's working hours on a working day: what a workhours clock counts",
+    )
+    photo_radius: int = Field(
+        default=500, ge=10, le=50_000, description="Metres: a case photo taken farther from its place is marked"
+    )
+
+    @field_validator("office_hours")
+    @classmethod
+    def _office_windows(cls, value: list[str]) -> list[str]:
+        if any(end > 24 * 60 for _, end in parse_windows(value)):
+            raise ValueError("office hours end before midnight")
+        return value
 
     def cite(self, clause: str) -> str:
         """A clause with the document it is in: 湖城管委〔2022〕2号 附件1 第6项 举措2."""
@@ -549,6 +686,7 @@ class CalendarFile(Strict):
     units: list[UnitSpec] = []
     ladders: list[LadderSpec] = []
     duties: list[DutySpec] = []
+    categories: list[CategorySpec] = []
 
 
 class WorkdayFile(Strict):

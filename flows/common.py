@@ -10,9 +10,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
+from calendars.clocks import Clock, parse_windows
 from calendars.loader import Program
 from calendars.recurrence import Period, reminder_times
-from calendars.schema import DutySpec
+from calendars.schema import CategorySpec, DutySpec
 from notify.send import Sender
 from store.models import Occurrence
 from store.settings import Settings
@@ -108,3 +109,17 @@ def workday_moment(program: Program, moment: datetime, workdays: int) -> datetim
         return moment
     day = program.workdays.add_workdays(moment.date(), workdays)
     return datetime.combine(day, moment.timetz())
+
+
+def case_clock(ctx: Context, category: CategorySpec) -> Clock:
+    """The clock a category's cases run on: its service hours, the office hours and the working days."""
+    office = ctx.program.programme.office_hours if ctx.program.programme else DEFAULT_OFFICE_HOURS
+    return Clock(
+        workdays=ctx.program.workdays,
+        zone=ctx.zone,
+        office_hours=tuple(parse_windows(office)),
+        service_hours=tuple(parse_windows(category.service_hours)) if category.service_hours else (),
+    )
+
+
+DEFAULT_OFFICE_HOURS = ["08:30-12:00", "13:30-17:30"]

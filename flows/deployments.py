@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,10 @@ def check_schedule(name: str, schedule: Any) -> None:
     if schedule.cron is not None:
         CronSchedule(cron=schedule.cron, timezone=schedule.timezone)
     elif schedule.interval is not None:
-        IntervalSchedule(interval=schedule.interval, timezone=schedule.timezone)
+        anchor = datetime.fromisoformat(schedule.anchor_date) if schedule.anchor_date else None
+        if anchor is None or anchor.tzinfo is None:
+            raise ValueError(f"deployment {name}: give an interval an anchor_date with its offset (+08:00)")
+        IntervalSchedule(interval=schedule.interval, anchor_date=anchor, timezone=schedule.timezone)
     else:
         RRuleSchedule(rrule=schedule.rrule or "", timezone=schedule.timezone)
 
@@ -59,5 +63,6 @@ def served_schedule(schedule: Any) -> Any:
     if schedule.cron is not None:
         return Cron(schedule.cron, timezone=schedule.timezone)
     if schedule.interval is not None:
-        return Interval(schedule.interval, timezone=schedule.timezone)
+        anchor = datetime.fromisoformat(schedule.anchor_date) if schedule.anchor_date else None
+        return Interval(schedule.interval, anchor_date=anchor, timezone=schedule.timezone)
     return RRule(schedule.rrule, timezone=schedule.timezone)

@@ -21,14 +21,15 @@ done, and each level's notice is queued once.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlmodel import Session
 
+from calendars.clocks import Duration
 from calendars.schema import DutySpec, LadderSpec
-from flows.common import SYSTEM, Context, open_rows
+from flows.common import SYSTEM, Context, case_clock, open_rows
 from flows.notice_batches import queue_notices
 from store.models import DocumentCounter, Escalation, Occurrence
 from store.queries import audit, claim, insert_ignoring_conflicts
@@ -260,7 +261,7 @@ def _issue(
     duty, ladder = _duty_and_ladder(ctx, occurrence)
     assert duty is not None and ladder is not None
     step = ladder.levels[escalation.level - 1]
-    deadline = _deadline(ctx, duty, step.timeout_workdays, at)
+    deadline = _level_deadline(ctx, duty, occurrence, escalation.level, at)
     if not occurrence.due_at <= at < deadline:  # checked before a number is taken: a notice must not contradict itself
         raise LadderError("通知内容自相矛盾（事项未逾期，或整改期限不在今天之后），未编号、未发出。")
     occurrence.level, occurrence.level_at = step.level, at
@@ -353,6 +354,9 @@ def _restart_clock(ctx: Context, occurrence: Occurrence, at: datetime) -> None:
     if duty is None or ladder is None:
         return
     level = occurrence.level
+    if duty.category is not None and duty.category.steps:
+        occurrence.next_escalate_at = case_clock(ctx, duty.category).deadline(at, duty.category.duration)
+        return
     workdays = ladder.levels[level - 1].timeout_workdays if level else max(ladder.grace_workdays, 1)
     occurrence.next_escalate_at = _deadline(ctx, duty, workdays, at)
 
@@ -364,6 +368,24 @@ def _open(occurrence: Occurrence, at: datetime) -> bool:
 def _duty_and_ladder(ctx: Context, occurrence: Occurrence) -> tuple[DutySpec | None, LadderSpec | None]:
     duty = ctx.program.duties.get(occurrence.duty_id)
     return duty, ctx.program.ladders.get(duty.ladder) if duty else None
+
+
+def _level_deadline(ctx: Context, duty: DutySpec, occurrence: Occurrence, level: int, at: datetime) -> datetime:
+    """When the unit's time at ``level`` runs out. A case category's own steps count from the dispatch on its clock:
+    the next step's moment (at least a minute ahead, should a run come late), and after the last one the category's
+    deadline again; every other ladder gives the level's working days."""
+    category = duty.category
+    ladder = ctx.program.ladders[duty.ladder]
+    if category is None or not category.steps:
+        return _deadline(ctx, duty, ladder.levels[level - 1].timeout_workdays, at)
+    clock = case_clock(ctx, category)
+    if level < len(category.steps):
+        following = clock.deadline(occurrence.starts_at, Duration.parse(category.steps[level].after))
+        return max(following, at + LATE_RUN)
+    return clock.deadline(at, category.duration)
+
+
+LATE_RUN = timedelta(minutes=1)
 
 
 def _deadline(ctx: Context, duty: DutySpec, workdays: int, at: datetime) -> datetime:

@@ -132,6 +132,8 @@ class Change:
     def look_from(self, duty: DutySpec, at: datetime) -> datetime | None:
         """From when a duty's items need a look: all open ones when its rule changed, else those near a changed
         year; None when neither."""
+        if duty.category is not None:
+            return None  # a case's deadline is its clock's, set when it was dispatched
         if duty.id in self.duties:
             return at
         if not self.years:
@@ -291,7 +293,7 @@ def _periods_by_key(ctx: Context, duty: DutySpec, items: list[Occurrence]) -> di
     start = min(item.starts_at for item in items).astimezone(ctx.zone).date() - MARGIN
     last_start = max(item.starts_at for item in items).astimezone(ctx.zone).date()
     last_due = max(item.due_at for item in items).astimezone(ctx.zone).date()
-    end = max(last_start + LOOK_BACK[duty.recurrence.period], last_due) + MARGIN
+    end = max(last_start + LOOK_BACK[duty.period_rule.period], last_due) + MARGIN
     program = ctx.program
     if duty.unannounced is None:
         shared = {p.key: p for p in expand(duty, start, end, program.workdays, ctx.zone)}

@@ -226,7 +226,7 @@ def plan_report(
         rows = [
             row
             for duty in ctx.program.duties.values()
-            if only is None or duty.id in only
+            if duty.category is None and (only is None or duty.id in only)
             for row in _duty_rows(session, ctx, duty, window_start, window_end, at=at)
         ]
         if backlog is not None:
@@ -514,6 +514,7 @@ def confirm(
     amount: float = 1.0,
     form_id: str = "single",
     evidence_taken: dict[str, str] | None = None,
+    evidence_gps: dict[str, list[float]] | None = None,
     check: SpotCheck | None = None,
 ) -> str:
     """Record a unit's report: a confirmation, one check of a quota, or progress towards a target.
@@ -539,6 +540,7 @@ def confirm(
         "note": note,
         "evidence": evidence,
         "evidence_taken": evidence_taken or {},
+        "evidence_gps": evidence_gps or {},
         "confirmed_at": at,
         "late": late,
         "client": client[:200],

@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows import runtime, steps
+from flows import cases, runtime, steps
 from store.db import create_tables, get_engine, session_scope
 
 
@@ -42,3 +42,15 @@ def plan_flow(days: int = 120, at: str | None = None) -> int:
         added = steps.plan(session, ctx, start=today, end=today + timedelta(days=days), at=when)
     get_run_logger().info("planned %d occurrences up to %s", added, today + timedelta(days=days))
     return added
+
+
+@flow(name="duties-supervise", retries=1, retry_delay_seconds=2)
+def supervise_flow(at: str | None = None) -> dict[str, Any]:
+    """The minute-level ladder of cases (零星垃圾 30 分钟): climb what is late, send what is due. Cheap when idle."""
+    when = runtime.parse_moment(at) if at else runtime.now()
+    program = runtime.load_calendars()
+    with session_scope() as session:
+        report = cases.supervise(session, runtime.make_context(session, program), at=when)
+    if report.climbed or report.sent:
+        get_run_logger().info("supervision at %s: %s", when.isoformat(), report)
+    return asdict(report)

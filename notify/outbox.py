@@ -133,19 +133,23 @@ def dispatch(
     at: datetime,
     limit: int | None = None,
     stop: Callable[[], bool] | None = None,
+    only: list[int] | None = None,
 ) -> DispatchReport:
     """Send what is due: pending rows and retries whose time has come. Returns what happened to them.
+
+    ``only``: just these rows, if they are due (a case's first message, sent in the request that filed it); the rows
+    are claimed as always, so a dispatcher running at the same moment sends each of them once.
 
     ``stop`` is asked before every send: when it says yes, the rest of the claimed batch is handed back unsent.
     Without one, SIGTERM and SIGINT raise it (``stopping_on_signals``), and the process then exits.
     """
     if stop is None:
         with stopping_on_signals() as signalled:
-            return dispatch(session, send, at=at, limit=limit, stop=signalled)
+            return dispatch(session, send, at=at, limit=limit, stop=signalled, only=only)
     report = DispatchReport(recovered=recover_expired(session, at=at))
     done = 0
     while (limit is None or done < limit) and not stop():
-        claimed = _claim_batch(session, at, CLAIM if limit is None else min(CLAIM, limit - done))
+        claimed = _claim_batch(session, at, CLAIM if limit is None else min(CLAIM, limit - done), only=only)
         if not claimed:
             break
         for position, (delivery, contact) in enumerate(_load(session, claimed)):
@@ -196,7 +200,7 @@ def _load(session: Session, ids: list[int]) -> list[tuple[Delivery, Contact | No
     return [(row[0], row[1]) for row in session.execute(query).all()]
 
 
-def _claim_batch(session: Session, at: datetime, size: int) -> list[int]:
+def _claim_batch(session: Session, at: datetime, size: int, *, only: list[int] | None = None) -> list[int]:
     """Take up to ``size`` due rows for this dispatcher (status claimed, with a lease), committed before sending.
 
     One statement: ``UPDATE … WHERE id IN (due rows) AND status still due RETURNING id``. PostgreSQL skips rows
@@ -205,6 +209,8 @@ def _claim_batch(session: Session, at: datetime, size: int) -> list[int]:
     """
     col = Delivery.__table__.c  # type: ignore[attr-defined]
     due = col.status.in_(("pending", "retry")) & or_(col.next_attempt_at.is_(None), col.next_attempt_at <= at)
+    if only is not None:
+        due = due & col.id.in_(only)
     candidates = select(col.id).where(due).order_by(col.id).limit(size)
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)

@@ -139,6 +139,7 @@ class Occurrence(SQLModel, table=True):
     link_version: int = 0  # raised to revoke every link issued so far
     links_revoked: bool = False  # no link is issued for the item, not even by the unit page, until a manager re-issues
     finding_id: int | None = Field(default=None, index=True)  # a 整改 item made from an inspection finding
+    case_id: int | None = Field(default=None, index=True)  # one dispatch of a case (flows/cases.py)
     created_at: datetime = _aware(nullable=False)
 
     def status_at(self, at: datetime) -> str:
@@ -218,6 +219,8 @@ class Confirmation(SQLModel, table=True):
     evidence: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     # What the photo's EXIF says about when it was taken, per stored file name ("2026-02-03 09:12").
     evidence_taken: dict[str, str] = _json()
+    # ... and where, per stored file name: [latitude, longitude] in WGS-84 degrees.
+    evidence_gps: dict[str, list[float]] = _json()
     confirmed_at: datetime = _aware(nullable=False)
     late: bool = False
     client: str = ""
@@ -241,6 +244,63 @@ class CheckResult(SQLModel, table=True):
     passed: bool
     problem: str = ""
     at: datetime = _aware(nullable=False, index=True)
+
+
+class Case(SQLModel, table=True):
+    """A problem found (受理) with its category, place, photos and reporter, dispatched (派遣) to a unit as an item.
+
+    Each dispatch is one occurrence of the category's duty (period ``C<id>``, then ``C<id>.2`` after a 退回 and a
+    reassignment): the same link, reminders, ladder, desk, audit and assessment as every other item. The unit's
+    report is the 处置; a 核查 passed closes the case (结案), a failed one reopens its item at its level.
+    ``external_id`` is the calling platform's own case id: the same reporter filing it again gets the same case.
+    """
+
+    __table_args__ = (UniqueConstraint("reporter", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    category_id: str = Field(foreign_key="duty.id", index=True, max_length=64)
+    place: str
+    latitude: float | None = None
+    longitude: float | None = None
+    note: str = ""
+    photos: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # before: as found
+    photos_taken: dict[str, str] = _json()
+    photos_gps: dict[str, list[float]] = _json()
+    reporter: str = Field(max_length=64, description="user:NAME, unit:ID (a spot check) or cli:NAME")
+    source: str = Field(max_length=16, description="inspector, check, api or cli")
+    external_id: str | None = Field(default=None, max_length=64)
+    check_result_id: int | None = Field(default=None, description="The spot-check finding it came from")
+    found_at: datetime = _aware(nullable=False, index=True)
+    occurrence_id: int | None = Field(default=None, index=True, description="The current dispatch; None: 待派遣")
+    dispatches: int = 0
+    closed_at: datetime | None = _aware(index=True)  # 结案
+    closed_by: str = Field(default="", max_length=64)
+    created_at: datetime = _aware(nullable=False)
+
+
+class UnitRequest(SQLModel, table=True):
+    """A unit pushing back on one item: 退回 (not ours), 延期申请 (a new date) or 挂账申请 (cannot be solved now),
+    each with a reason, waiting in the managers' approval queue until decided with a reason of their own."""
+
+    __table_args__ = (UniqueConstraint("occurrence_id", "form_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    occurrence_id: int = Field(foreign_key="occurrence.id", index=True)
+    unit_id: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=16, description="return, extend or park")
+    reason: str
+    due_at: datetime | None = _aware()  # 延期申请: the date asked for
+    review_on: date | None = None  # 挂账申请: when to look again
+    form_id: str = Field(default="", max_length=64)
+    at: datetime = _aware(nullable=False)
+    status: str = Field(default="open", max_length=16, index=True, description="open, approved or rejected")
+    answer: str = ""
+    decided_by: str = Field(default="", max_length=64)
+    decided_at: datetime | None = _aware()
+
+
+REQUEST_KINDS = {"return": "退回", "extend": "延期申请", "park": "挂账申请"}
+REQUEST_STATES = {"open": "待审批", "approved": "已同意", "rejected": "未同意"}
 
 
 class Escalation(SQLModel, table=True):
@@ -352,7 +412,12 @@ class LoginThrottle(SQLModel, table=True):
     locked_until: datetime | None = _aware()
 
 
-ROLES = {"city": "市级管理员", "district": "区县管理员"}
+ROLES = {
+    "city": "市级管理员",
+    "district": "区县管理员",
+    "inspector": "巡查员（上报案件）",
+    "intake": "外部平台接入（12345、运管服平台）",
+}
 
 
 class AuditEvent(SQLModel, table=True):
