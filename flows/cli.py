@@ -424,8 +424,18 @@ app.add_typer(users, name="user")
 @users.command("add")
 def user_add(
     username: Annotated[str, typer.Argument(help="登录名")],
-    role: Annotated[str, typer.Option("--role", help="city（市级，看全部）或 district（区县，只看本区县）")],
-    district: Annotated[str | None, typer.Option("--district", help="区县 id，如 wuxing（district 角色必填）")] = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role",
+            help="city（市级，看全部）、district（区县，只看本区县）、inspector（巡查员，上报案件）"
+            "或 intake（外部平台，只能调用 POST /api/cases）",
+        ),
+    ],
+    district: Annotated[
+        str | None,
+        typer.Option("--district", help="区县 id，如 wuxing（district 必填；inspector、intake 可选，限本区县）"),
+    ] = None,
     name: Annotated[str, typer.Option("--name", help="显示名")] = "",
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="从标准输入读取密码（脚本用）")] = False,
     at: AtOption = None,

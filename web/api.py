@@ -34,16 +34,25 @@ Limit = Annotated[int, Query(ge=1, le=5000)]
 Text = Annotated[str, Field(max_length=500)]
 
 
-def api_scope(
+def token_scope(
     session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Scope:
+    """Any account's token: a manager's, an inspector's or an intake platform's (POST /api/cases)."""
     user = auth.user_for_api_token(session, credentials.credentials) if credentials else None
     if user is None:
         raise HTTPException(401, "需要有效的 API 令牌（Authorization: Bearer …）", {"WWW-Authenticate": "Bearer"})
     return auth.scope_of(user)
 
 
+def api_scope(scope: Annotated[Scope, Depends(token_scope)]) -> Scope:
+    """A manager's token: the items, counts and actions. An intake token may only file cases."""
+    if not scope.manages:
+        raise HTTPException(403, "该令牌只能上报案件（POST /api/cases），不能查看或处理事项。")
+    return scope
+
+
 ScopeDep = Annotated[Scope, Depends(api_scope)]
+AnyScopeDep = Annotated[Scope, Depends(token_scope)]
 
 
 class Me(BaseModel):

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -71,6 +71,13 @@ async def link_error(request: Request, exc: units.LinkError) -> HTMLResponse:
 @app.exception_handler(desk.LoginRequired)
 async def login_required(request: Request, exc: desk.LoginRequired) -> RedirectResponse:
     return RedirectResponse(f"/desk/login?next={quote(exc.next_path)}", status_code=303)
+
+
+@app.exception_handler(desk.NotAManager)
+async def not_a_manager(request: Request, exc: desk.NotAManager) -> Response:
+    if exc.role == "inspector" and request.method == "GET":  # the inspector's own page is the case form
+        return RedirectResponse("/desk/cases/new", status_code=303)
+    return problem_page(403, "无权访问", "该账号只能上报案件，不能查看或处理管理台事项。请使用管理人员账号登录。")
 
 
 @app.get("/", include_in_schema=False)

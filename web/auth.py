@@ -48,8 +48,23 @@ class Scope:
     def district_filter(self) -> str | None:
         return None if self.role == "city" else self.district
 
+    @property
+    def manages(self) -> bool:
+        """A manager (city or district) sees items and acts on them; an inspector or an intake account only files
+        cases (and an inspector verifies its own)."""
+        return self.role in MANAGER_ROLES
+
     def allows(self, unit: Unit) -> bool:
         return self.role == "city" or (unit.district or unit.id) == self.district
+
+    def may_file_for(self, district: str | None) -> bool:
+        """Whether this account may file a case for a unit of ``district``: the city and a district-less inspector or
+        intake account anywhere, the others in their own district."""
+        return (self.district is None and self.role != "district") or self.district == district
+
+
+MANAGER_ROLES = ("city", "district")
+FILING_ROLES = ("city", "district", "inspector", "intake")
 
 
 def add_user(
@@ -59,7 +74,7 @@ def add_user(
         raise AccountError(f"角色只能是 {'、'.join(ROLES)}。")
     if role == "district" and not district:
         raise AccountError("区县管理员须指定 --district。")
-    if role == "district" and district not in districts(session):
+    if role != "city" and district and district not in districts(session):
         raise AccountError(f"没有名为 {district} 的区县；可选：{'、'.join(districts(session))}。")
     _check_password(password)
     if find_user(session, username) is not None:
@@ -69,7 +84,7 @@ def add_user(
         display_name=display_name or username,
         password_hash=_HASHER.hash(password),
         role=role,
-        district=district if role == "district" else None,
+        district=district if role != "city" else None,
         created_at=at,
     )
     session.add(user)

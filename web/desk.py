@@ -68,7 +68,7 @@ from web.common import (
     scope_filters,
     scoped_item,
 )
-from web.units import evidence_media_type, evidence_path
+from web.photos import evidence_media_type, evidence_path
 
 PAGE_SIZE = 100
 ACTION_LABELS = {
@@ -137,14 +137,31 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
-def desk_user(request: Request, session: SessionDep) -> User:
+def signed_in(request: Request, session: SessionDep) -> User:
+    """Any signed-in account: a manager, or an inspector on the case pages (web/cases.py)."""
     user = auth.user_for_session(session, secret_key(session), request.cookies.get(auth.SESSION_COOKIE))
     if user is None:
         raise LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
     return user
 
 
+def desk_user(request: Request, session: SessionDep) -> User:
+    """A manager: an inspector's or an intake account's session opens the case form only."""
+    user = signed_in(request, session)
+    if user.role not in auth.MANAGER_ROLES:
+        raise NotAManager(user.role)
+    return user
+
+
+class NotAManager(Exception):
+    """A signed-in account that is not a manager's, on a manager's page: answered with a 403 page (web/app.py)."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+
+
 UserDep = Annotated[User, Depends(desk_user)]
+AnyUserDep = Annotated[User, Depends(signed_in)]
 
 
 def desk_page(request: Request, user: User, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:

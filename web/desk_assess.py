@@ -36,8 +36,8 @@ from web import auth
 from web.auth import Scope
 from web.common import NowDep, RowId, SessionDep, context, problem_page
 from web.desk import UserDep, check_csrf, desk_page
+from web.photos import evidence_media_type, evidence_path
 from web.unit_assess import deduction_lines
-from web.units import evidence_media_type, evidence_path
 
 router = APIRouter(prefix="/desk")
 Csrf = Annotated[str, Form(max_length=64)]

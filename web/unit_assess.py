@@ -30,7 +30,7 @@ from store.models import (
     Occurrence,
     Unit,
 )
-from web import units
+from web import photos, units
 from web.common import NowDep, RowId, SessionDep, context
 
 MAX_REASON = 1000
@@ -154,11 +154,11 @@ def file_objection(
     problem = f"异议理由请控制在{MAX_REASON}字以内，当前 {len(reason)} 字。" if len(reason) > MAX_REASON else ""
     if not problem and not reason.strip():
         problem = "请写明异议理由。"
-    photos, photo_problem = units._read_photos("", [f for f in (evidence or []) if f.filename])
+    uploaded, photo_problem = photos.read_photos("", [f for f in (evidence or []) if f.filename])
     problem = problem or photo_problem
     if problem:
         return _again(session, unit, token, at, deduction_id, reason, problem)
-    stored = [units._store_photo(photo.data, photo.kind) for photo in photos]
+    stored = [photos.store_photo(photo.data, photo.kind) for photo in uploaded]
     ctx = context(session)
     try:
         object_to(session, ctx, deduction_id=deduction_id, unit_id=unit.id, reason=reason, evidence=stored, at=at)
