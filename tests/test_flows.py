@@ -14,7 +14,7 @@ from notify.receivers import Inbox
 def test_prefect_yaml_is_valid_with_prefects_own_models() -> None:
     model = load_prefect_yaml()
     by_name = {d.name: d for d in model.deployments}
-    assert set(by_name) == {"tick", "plan"}
+    assert set(by_name) == {"tick", "supervise", "plan"}
     assert by_name["tick"].entrypoint == "flows/tick.py:tick_flow"
     for deployment in model.deployments:
         assert deployment.work_pool is not None and deployment.work_pool.name == "duties-pool"
@@ -52,6 +52,61 @@ def test_served_deployments_keep_the_schedules_in_shanghai() -> None:
     assert tick.concurrency_limit == 1
     (schedule,) = tick.schedules
     assert schedule.schedule.cron == "*/5 * * * *" and schedule.schedule.timezone == "Asia/Shanghai"
+
+
+def test_the_supervision_runs_every_minute_anchored_in_shanghai() -> None:
+    deployments = runner_deployments(load_prefect_yaml())
+    supervise = next(d for d in deployments if d.name == "supervise")
+    assert supervise.concurrency_limit == 1
+    (schedule,) = supervise.schedules
+    assert schedule.schedule.interval.total_seconds() == 60 and schedule.schedule.timezone == "Asia/Shanghai"
+    assert schedule.schedule.anchor_date.utcoffset().total_seconds() == 8 * 3600
+
+
+def test_an_interval_without_an_anchor_offset_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "prefect.yaml"
+    path.write_text(
+        """name: duties
+deployments:
+  - name: supervise
+    entrypoint: flows/tick.py:supervise_flow
+    work_pool: {name: duties-pool}
+    schedules:
+      - interval: 60
+        anchor_date: "2026-01-01T00:00:00"
+        timezone: Asia/Shanghai
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(ValueError, match="anchor_date with its offset"):
+        load_prefect_yaml(path)
+
+
+@pytest.mark.flows
+def test_a_thirty_minute_case_climbs_in_the_next_supervision_run(
+    prefect_api: str, sqlite_store: str, fresh_inbox: Inbox
+) -> None:
+    from flows import cases, runtime, steps
+    from flows.tick import supervise_flow
+    from store import db
+    from store.models import Occurrence
+    from tests.conftest import local
+
+    with db.session_scope() as session:
+        program = runtime.load_calendars()
+        steps.sync_program(session, program, at=local("2026-03-03 08:00"))
+        ctx = runtime.make_context(session, program)
+        new = cases.NewCase(category_id="market-litter", place="飞英农贸市场东门", note="积水")
+        filed = cases.file_case(session, ctx, new, reporter="user:a", source="inspector", at=local("2026-03-03 09:00"))
+        item_id = filed.case.occurrence_id
+    idle = supervise_flow(at="2026-03-03T09:29+08:00", return_state=True)
+    assert idle.is_completed() and idle.result()["climbed"] == 0
+    late = supervise_flow(at="2026-03-03T09:31+08:00", return_state=True)
+    assert late.is_completed() and late.result()["climbed"] == 1 and late.result()["sent"] >= 1
+    with db.session_scope() as session:
+        item = session.get(Occurrence, item_id)
+        assert item is not None and item.level == 1
+    assert any("交办" in mail.subject for mail in fresh_inbox.mails), [m.subject for m in fresh_inbox.mails]
 
 
 @pytest.mark.flows
