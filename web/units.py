@@ -16,15 +16,14 @@ from sqlalchemy import bindparam, select
 from sqlmodel import Session, col
 
 from calendars.loader import CalendarError
-from flows import cases, ladder, spot_checks
-from flows.cases import Asked, CaseError
+from flows import ladder, spot_checks
 from flows.steps import confirm, confirmation_link
 from store.db import secret_key
-from store.models import REQUEST_KINDS, REQUEST_STATES, Case, Confirmation, Duty, Escalation, Occurrence, Unit, UnitRequest
+from store.models import Confirmation, Duty, Escalation, Occurrence, Unit
 from store.queries import find_occurrences
 from store.settings import get_settings
-from web import case_views, photos, unit_assess
-from web.common import NowDep, SessionDep, context, office_short, page, problem_page, program
+from web import photos, unit_assess
+from web.common import NowDep, SessionDep, office_short, page, problem_page, program
 from web.tokens import BadLink, read_token, read_unit_token
 
 OPEN_STATUSES = ("scheduled", "due", "overdue", "parked")
@@ -93,12 +92,11 @@ def _confirm_page(
     outcome: str = "",
     found: tuple[Occurrence, Duty, Unit] | None = None,
     entered: dict[str, str] | None = None,
-    asked: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """The page for a token; ``found`` is the item the caller has already checked the token for (not read twice).
 
     ``entered``: the spot check's fields as the unit filled them in (subject, passed, problem), shown again after
-    an error. ``asked``: a refused request's fields (kind, reason, due, review_on) and its ``error``."""
+    an error."""
     occurrence, duty, unit = found or _occurrence_for(session, token, at)
     reports = list(session.execute(_REPORTS, {"occurrence_id": occurrence.id}).scalars())
     subjects = _subjects(session, occurrence, duty, unit)
@@ -124,7 +122,6 @@ def _confirm_page(
         check_results=spot_checks.results_of(session, occurrence.id or 0),
         entered=entered or {},
         max_problem=spot_checks.MAX_PROBLEM,
-        **_pushback(session, occurrence, at, asked or {}),
     )
     if outcome:
         response.headers["X-Duties-Outcome"] = outcome
