@@ -31,7 +31,9 @@ from sqlmodel import Session, col
 from notify.receivers import Inbox
 
 if TYPE_CHECKING:
+    from bench.month_cases import CaseDay
     from calendars.loader import Program
+    from flows.common import Context
     from flows.spot_checks import SpotCheck
     from store.models import Occurrence
 
@@ -97,7 +99,8 @@ def prepare(folder: Path, inbox: Inbox) -> None:
     )
 
 
-def simulate(tally: Tally, start: date, days: int, every: int, confirm_share: float) -> None:
+def simulate(tally: Tally, start: date, days: int, every: int, confirm_share: float) -> CaseDay:
+    from bench.month_cases import CaseDay
     from flows import ladder, runtime, steps
     from store.db import create_tables, get_engine, session_scope
 
@@ -105,14 +108,18 @@ def simulate(tally: Tally, start: date, days: int, every: int, confirm_share: fl
     results = random.Random(20261204)  # its own draws: the confirmations stay those of a run without results
     program = runtime.load_calendars()
     create_tables(get_engine())
+    found = CaseDay()
     with session_scope() as session:
         ctx = runtime.make_context(session, program)
         for day in (start + timedelta(days=n) for n in range(days)):
             moment = datetime.combine(day, time(8, 0), tzinfo=ZONE)
             while moment.time() <= time(18, 0):
+                if program.workdays.is_workday(day):
+                    found.at_tick(session, ctx, moment)
                 if moment.time() == time(10, 0) and program.workdays.is_workday(day):
-                    confirm_some(session, chooser, confirm_share, moment, checks=(program, results))
+                    confirm_some(session, chooser, confirm_share, moment, checks=(ctx, results))
                 if moment.time() == time(11, 0):
+                    found.at_eleven(session, ctx, moment)
                     for escalation, _ in ladder.pending(session):
                         try:
                             ladder.approve(session, ctx, escalation_id=escalation.id or 0, actor="user:boss", at=moment)
@@ -121,6 +128,7 @@ def simulate(tally: Tally, start: date, days: int, every: int, confirm_share: fl
                 steps.tick(session, ctx, at=moment)
                 tally.count_new()
                 moment += timedelta(minutes=every)
+    return found
 
 
 def confirm_some(
@@ -129,12 +137,14 @@ def confirm_some(
     share: float,
     moment: datetime,
     *,
-    checks: tuple[Program, random.Random] | None = None,
+    checks: tuple[Context, random.Random] | None = None,
 ) -> None:
+    from bench.month_cases import file_from_check
     from flows import steps
     from store.models import Occurrence
 
     query = select(Occurrence).where(
+        col(Occurrence.case_id).is_(None),  # cases are handled by bench/month_cases.py
         col(Occurrence.done_at).is_(None),
         col(Occurrence.waived_at).is_(None),
         col(Occurrence.due_at) <= moment + timedelta(days=3),
@@ -142,10 +152,12 @@ def confirm_some(
     )
     for item in session.execute(query.order_by(col(Occurrence.id))).scalars().all():
         if chooser.random() < share:
-            check = spot_check(session, item, *checks) if checks else None
+            check = spot_check(session, item, checks[0].program, checks[1]) if checks else None
             steps.confirm(
                 session, occurrence_id=item.id or 0, note="已完成", evidence=[], at=moment, client="month", check=check
             )
+            if checks and check is not None and not check.passed:
+                file_from_check(session, checks[0], item, check.subject_id, check.problem, moment)
 
 
 def spot_check(session: Session, item: Occurrence, program: Program, draws: random.Random) -> SpotCheck | None:
@@ -182,8 +194,9 @@ def main() -> None:
             folder = args.keep.resolve() if args.keep else Path(scratch)
             prepare(folder, inbox)
             tally = Tally(inbox)
-            simulate(tally, date.fromisoformat(args.start), args.days, args.every, args.confirm)
+            found = simulate(tally, date.fromisoformat(args.start), args.days, args.every, args.confirm)
             print(tally.report(args.days))
+            print(found.report())
             if args.keep:
                 print(f"\nthe store is kept: {' '.join(f'{k}={os.environ[k]}' for k in KEPT)} duties …")
     finally:
