@@ -329,6 +329,7 @@ def occurrence_json(occurrence: Occurrence, duty: Duty, unit: Unit, *, at: datet
         "level": occurrence.level,
         "kind": "rectification" if occurrence.finding_id else duty.kind,
         "finding": occurrence.finding_id,
+        "case": occurrence.case_id,
         "required": occurrence.required,
         "achieved": occurrence.achieved,
         "level_at": _iso(occurrence.level_at, zone),
