@@ -417,6 +417,7 @@ def _cross_check(program: Program) -> list[str]:
                 if not program.resolve(selector) and not program.is_broken("unit", selector):
                     here = program.location("duty", duty.id, field_name)
                     problems.append(f"{here}: duty {duty.id}: unknown unit or group {selector!r}")
+        problems += _finding_category(program, duty)
         problems += _never_due(program, duty)
         if duty.due.rule == "day_of_period" and duty.due.roll == "none":
             here = program.location("duty", duty.id, "due")
@@ -425,6 +426,19 @@ def _cross_check(program: Program) -> list[str]:
                 "write roll: backward or roll: forward"
             )
     return problems + _scoring_problems(program)
+
+
+def _finding_category(program: Program, duty: DutySpec) -> list[str]:
+    """A check's findings become cases of a category the calendars define."""
+    for field_name, spec in (("quota", duty.quota), ("unannounced", duty.unannounced)):
+        named = spec.finding_category if spec is not None else None
+        if named is not None and named not in program.categories and not program.is_broken("category", named):
+            here = program.location("duty", duty.id, field_name)
+            known = ", ".join(sorted(program.categories)) or "none"
+            return [
+                f"{here}: duty {duty.id}: {field_name}.finding_category: unknown category {named!r} (known: {known})"
+            ]
+    return []
 
 
 def _scoring_problems(program: Program) -> list[str]:

@@ -254,6 +254,11 @@ class QuotaSpec(Strict):
         description="Units each check rates (kind:market): the check's form asks which one was checked and whether "
         "it passed; their results rank them (scoring: check_pass_rate, the 红黑榜)",
     )
+    finding_category: str | None = Field(
+        default=None,
+        description="A case category (categories:): a check that finds a unit 不合格 files a case of it for that unit, "
+        "dispatched at once, with the problem and the report's photos",
+    )
 
 
 HOURS_PATTERN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
@@ -277,6 +282,9 @@ class UnannouncedSpec(Strict):
         default=None,
         description='Windows "HH:MM-HH:MM" a check may happen in, on a 10-minute grid; "22:00-06:00" crosses '
         "midnight. Default: at due.time",
+    )
+    finding_category: str | None = Field(
+        default=None, description="A case category a finding on such a check is filed as (not used by the form yet)"
     )
 
     @field_validator("hours")

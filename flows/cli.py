@@ -21,7 +21,7 @@ from calendars.loader import CalendarError, Program
 from calendars.loader import check as check_calendars
 from calendars.recurrence import Period, expand
 from calendars.schema import CalendarFile, DutySpec, WorkdayFile
-from flows import cli_assess, cli_ladder, health, rehearsal, runtime, steps
+from flows import cli_assess, cli_cases, cli_ladder, health, rehearsal, runtime, steps
 from flows.cli_support import (
     AtOption,
     JsonOption,
@@ -419,6 +419,7 @@ def sqlite_path() -> Path | None:
 
 users = typer.Typer(no_args_is_help=True, help="管理台账号：创建、列出、改密码、停用、生成接口令牌。")
 app.add_typer(users, name="user")
+cli_cases.register(app, users)  # duties case …, duties user inspector-link
 
 
 @users.command("add")
@@ -664,6 +665,8 @@ def preview(
     duty = program.duties.get(duty_id)
     if duty is None:
         fail(f"没有任务 {duty_id!r}。可用：{'、'.join(sorted(program.duties))}", 2)
+    if duty.category is not None:  # a case category: its items start when a problem is found, not by a rule
+        fail(f"{duty_id} 是案件类别，没有排期：案件受理后派遣，{duty.category.duration.label}内处置。", 2)
     units = program.assignees(duty)
     if unit is not None and unit not in units:
         fail(f"{unit!r} 不承担任务 {duty_id}。", 2)

@@ -1,5 +1,5 @@
 """Spot checks that rate the units they check (市场清扫保洁质量抽查, 附件1 第6项 举措2): which units a check may name,
-what a report says about the one it checked, and its row next to the report.
+what a report says about the one it checked, its row next to the report, and a 不合格 result filed as a case.
 
 The results rank the checked units in the monthly assessment (flows/scores.py: check_pass_rate, check_failed, and the
 markets' 红黑榜 of 举措3).
@@ -14,7 +14,10 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from calendars.loader import Program
-from store.models import CheckResult, Confirmation, Duty, Unit
+from flows import cases
+from flows.cases import CaseError, NewCase
+from flows.common import Context
+from store.models import Case, CheckResult, Confirmation, Duty, Occurrence, Unit
 
 MAX_PROBLEM = 500
 NOUNS = {"market": "市场", "construction_site": "工地"}  # how the form names what was checked; else 单位
@@ -112,3 +115,76 @@ def results_of(session: Session, occurrence_id: int) -> list[tuple[CheckResult, 
         .order_by(col(CheckResult.id))
     )
     return [(result, name) for result, name in session.execute(query)]
+
+
+def finding_category(program: Program, duty_id: str) -> str | None:
+    """The case category a check's 不合格 results are filed as (``quota.finding_category``), if the duty names one."""
+    duty = program.duties.get(duty_id)
+    quota = duty.quota if duty is not None else None
+    return quota.finding_category if quota is not None else None
+
+
+def file_finding(
+    session: Session,
+    ctx: Context,
+    *,
+    occurrence: Occurrence,
+    form_id: str,
+    photos: dict[str, str],
+    at: datetime,
+    photos_gps: dict[str, list[float]] | None = None,
+) -> str:
+    """The 不合格 result just recorded with ``form_id`` becomes a case of the duty's finding category for the checked
+    unit, dispatched and told at once; a replayed form is the same case (external id ``check:<result id>``).
+
+    ``photos``: the report's stored photos with their EXIF capture times. Returns the sentence the checking unit
+    reads on its page, or "" when there is nothing to file."""
+    category_id = finding_category(ctx.program, occurrence.duty_id)
+    result = _failed_result(session, occurrence.id or 0, form_id)
+    if category_id is None or result is None:
+        return ""
+    category = ctx.program.categories[category_id]
+    subject = ctx.program.units.get(result.subject_id)
+    new = NewCase(
+        category_id=category_id,
+        place=subject.name if subject else result.subject_id,
+        note=result.problem,
+        unit_id=result.subject_id if result.subject_id in cases.candidates(ctx.program, category) else None,
+        external_id=f"check:{result.id}",
+        photos=list(photos),
+        photos_taken={name: taken for name, taken in photos.items() if taken},
+        photos_gps=photos_gps or {},
+        check_result_id=result.id,
+    )
+    try:
+        filed = cases.file_case(session, ctx, new, reporter=f"unit:{occurrence.unit_id}", source="check", at=at)
+    except CaseError as refusal:  # the check itself is recorded; the finding waits for a manager to file it
+        session.rollback()
+        return f"抽查结果已记录，但未能生成案件：{refusal}请联系管理部门。"
+    cases.send_now(session, ctx, filed.delivery_ids, at=at)
+    return filed_text(session, ctx, filed.case)
+
+
+def filed_text(session: Session, ctx: Context, case: Case) -> str:
+    """已生成案件 N，已派遣给 …（处置时限 …） or 待派遣."""
+    item = session.get(Occurrence, case.occurrence_id) if case.occurrence_id else None
+    if item is None:
+        return f"已生成案件 {case.id}，待派遣：由管理部门指定责任单位。"
+    unit = ctx.program.units.get(item.unit_id)
+    due = item.due_at.astimezone(ctx.zone)
+    name = unit.name if unit else item.unit_id
+    return f"已生成案件 {case.id}，已派遣给{name}，处置时限 {due:%Y-%m-%d %H:%M}。"
+
+
+def _failed_result(session: Session, occurrence_id: int, form_id: str) -> CheckResult | None:
+    query = (
+        select(CheckResult)
+        .join(Confirmation, col(Confirmation.id) == col(CheckResult.confirmation_id))
+        .where(
+            col(Confirmation.occurrence_id) == occurrence_id,
+            col(Confirmation.form_id) == form_id[:64],
+            col(CheckResult.passed).is_(False),
+        )
+        .limit(1)
+    )
+    return session.execute(query).scalars().first()

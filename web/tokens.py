@@ -83,3 +83,33 @@ def read_unit_token(secret: str, token: str, *, at: datetime) -> UnitClaim:
     if at >= expires:
         raise BadLink("expired")
     return claim
+
+
+INSPECTOR_SALT = "duties.inspector.v1"
+
+
+@dataclass(frozen=True)
+class InspectorClaim:
+    user_id: int
+    version: int
+
+
+def make_inspector_token(secret: str, *, user_id: int, session_version: int, expires_at: datetime) -> str:
+    """A signed link to the case form for one inspector: no login on the phone, but it carries the account's
+    session version, so a new password, a logout or a deactivation ends it like a session cookie."""
+    payload = {"i": user_id, "v": session_version, "e": int(expires_at.timestamp())}
+    return str(_serializer(secret, INSPECTOR_SALT).dumps(payload))
+
+
+def read_inspector_token(secret: str, token: str, *, at: datetime) -> InspectorClaim:
+    """The account an inspector link names and the session version it was made with, if genuine and unexpired;
+    the caller compares the version with the account's current one."""
+    try:
+        payload = _serializer(secret, INSPECTOR_SALT).loads(token)
+        expires = datetime.fromtimestamp(int(payload["e"]), UTC)
+        claim = InspectorClaim(int(payload["i"]), int(payload["v"]))
+    except (BadSignature, KeyError, TypeError, ValueError, AttributeError):
+        raise BadLink("tampered") from None
+    if at >= expires:
+        raise BadLink("expired")
+    return claim

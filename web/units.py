@@ -23,7 +23,7 @@ from store.models import Confirmation, Duty, Escalation, Occurrence, Unit
 from store.queries import find_occurrences
 from store.settings import get_settings
 from web import photos, unit_assess
-from web.common import NowDep, SessionDep, office_short, page, problem_page, program
+from web.common import NowDep, SessionDep, context, office_short, page, problem_page, program
 from web.tokens import BadLink, read_token, read_unit_token
 
 OPEN_STATUSES = ("scheduled", "due", "overdue", "parked")
@@ -92,6 +92,7 @@ def _confirm_page(
     outcome: str = "",
     found: tuple[Occurrence, Duty, Unit] | None = None,
     entered: dict[str, str] | None = None,
+    filed_case: str = "",
 ) -> HTMLResponse:
     """The page for a token; ``found`` is the item the caller has already checked the token for (not read twice).
 
@@ -121,6 +122,7 @@ def _confirm_page(
         subject_noun=spot_checks.noun_of(subjects),
         check_results=spot_checks.results_of(session, occurrence.id or 0),
         entered=entered or {},
+        filed_case=filed_case,
         max_problem=spot_checks.MAX_PROBLEM,
     )
     if outcome:
@@ -180,8 +182,21 @@ def post_confirmation(
     )
     if outcome == "closed":
         return problem_page(409, "事项已关闭", "该事项已由管理部门免除，无需确认。")
+    filed = ""
+    if check is not None and not check.passed:  # a 不合格 finding becomes a case, dispatched now (H2, issue 15)
+        taken = {name: photo.taken for name, photo in stored.items()}
+        gps = {name: list(photo.gps) for name, photo in stored.items() if photo.gps}
+        filed = spot_checks.file_finding(
+            session,
+            context(session),
+            occurrence=occurrence,
+            form_id=form_id or "single",
+            photos=taken,
+            photos_gps=gps,
+            at=at,
+        )
     session.refresh(occurrence)  # its new state; the token was checked above and need not be read again
-    return _confirm_page(session, token, at, outcome=outcome, found=(occurrence, duty, unit))
+    return _confirm_page(session, token, at, outcome=outcome, found=(occurrence, duty, unit), filed_case=filed)
 
 
 @router.post("/c/{token}/ack", response_class=HTMLResponse)
