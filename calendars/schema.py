@@ -585,6 +585,7 @@ INDICATORS = {
     "target_rate": "目标进度",
     "response_rate": "收到回复率",
     "check_pass_rate": "抽查合格率",
+    "case_on_time_rate": "按期处置率",  # cases (flows/cases.py): handled by the category's deadline
 }
 DEDUCTIONS = {
     "late_done": "逾期完成",

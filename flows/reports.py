@@ -61,6 +61,8 @@ EXCEL_ROWS = 1_048_576  # the most rows one sheet holds
 INDICATOR_LABELS = {
     "due": "应完成",
     "on_time": "按期完成",
+    "case_due": "应处置案件",
+    "case_on_time": "按期处置案件",
     "late_done": STATUS_LABELS["late_done"],
     "overdue": DEDUCTIONS["overdue"],
     "parked": STATUS_LABELS["parked"],

@@ -134,6 +134,9 @@ class Computed:
 
 
 COUNTED = ("due", "on_time", "late_done", "overdue", "parked", "extended", "rework", "level_1", "level_2", "level_3")
+# A case's dispatches (duty kind "case") are judged by their own rate, 按期处置率: handled (处置, done_at) by the
+# category's deadline. They are not in "due"/"on_time" (按期完成率), but their lateness, levels and 返工 still count.
+CASE_COUNTED = ("case_due", "case_on_time")
 
 
 def compute(
@@ -185,6 +188,7 @@ def _new_result(program: Program, grouped: dict[str, str], unit_id: str) -> Unit
         group_id=grouped.get(unit_id, OTHERS),
         district=district or (unit_id if unit is not None and unit.kind == "district_office" else None),
         counts=dict.fromkeys(COUNTED, 0)
+        | dict.fromkeys(CASE_COUNTED, 0)
         | {"quota_required": 0.0, "quota_done": 0.0, "targets": 0, "target_progress": 0.0}
         | {"escalations": 0, "acknowledged": 0, "checked": 0, "check_failed": 0},
     )
@@ -460,8 +464,14 @@ def _add_item(result: UnitResult, item: Item, program: Program, scoring: Scoring
         return
     if item.outcome == "open":
         return  # not yet due: it belongs to the period but cannot be judged yet
-    counts["due"] += 1
-    counts[item.outcome] += 1
+    if duty.kind == "case":  # 按期处置率, not 按期完成率; a 退回 or 改派 dispatch is waived and never reaches here
+        counts["case_due"] += 1
+        counts["case_on_time"] += item.outcome == "on_time"
+        if item.outcome != "on_time":
+            counts[item.outcome] += 1
+    else:
+        counts["due"] += 1
+        counts[item.outcome] += 1
     if duty.kind == "quota":
         counts["quota_required"] += item.required
         counts["quota_done"] += min(item.achieved, item.required)
@@ -507,6 +517,7 @@ def _rate(result: UnitResult, scoring: ScoringSpec) -> None:
         "target_rate": ratio(counts["target_progress"], counts["targets"]),
         "response_rate": ratio(counts["acknowledged"], counts["escalations"]),
         "check_pass_rate": ratio(counts["checked"] - counts["check_failed"], counts["checked"]),
+        "case_on_time_rate": ratio(counts["case_on_time"], counts["case_due"]),
     }
     counted = [(weight, result.rates[name]) for name, weight in scoring.weights.items()]
     lost = [weight * (1 - rate) for weight, rate in counted if rate is not None]
