@@ -7,22 +7,33 @@ carries a fresh ``form_id``, and the same form submitted twice is recorded once.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import bindparam, select
 from sqlmodel import Session, col
 
 from calendars.loader import CalendarError
-from flows import ladder, spot_checks
+from flows import cases, ladder, spot_checks
+from flows.cases import Asked, CaseError
 from flows.steps import confirm, confirmation_link
 from store.db import secret_key
-from store.models import Confirmation, Duty, Escalation, Occurrence, Unit
+from store.models import (
+    REQUEST_KINDS,
+    REQUEST_STATES,
+    Case,
+    Confirmation,
+    Duty,
+    Escalation,
+    Occurrence,
+    Unit,
+    UnitRequest,
+)
 from store.queries import find_occurrences
 from store.settings import get_settings
-from web import photos, unit_assess
+from web import case_views, photos, unit_assess
 from web.common import NowDep, SessionDep, context, office_short, page, problem_page, program
 from web.tokens import BadLink, read_token, read_unit_token
 
@@ -93,11 +104,12 @@ def _confirm_page(
     found: tuple[Occurrence, Duty, Unit] | None = None,
     entered: dict[str, str] | None = None,
     filed_case: str = "",
+    asked: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """The page for a token; ``found`` is the item the caller has already checked the token for (not read twice).
 
     ``entered``: the spot check's fields as the unit filled them in (subject, passed, problem), shown again after
-    an error."""
+    an error. ``asked``: a refused request's fields (kind, reason, due, review_on) and its ``error``."""
     occurrence, duty, unit = found or _occurrence_for(session, token, at)
     reports = list(session.execute(_REPORTS, {"occurrence_id": occurrence.id}).scalars())
     subjects = _subjects(session, occurrence, duty, unit)
@@ -106,6 +118,7 @@ def _confirm_page(
         status_code,
         notice=_current_notice(session, occurrence),
         ack_path=f"/c/{token}/ack",
+        link_base=f"/c/{token}",
         occurrence=occurrence,
         duty=duty,
         unit=unit,
@@ -124,6 +137,7 @@ def _confirm_page(
         entered=entered or {},
         filed_case=filed_case,
         max_problem=spot_checks.MAX_PROBLEM,
+        **_pushback(session, occurrence, at, asked or {}),
     )
     if outcome:
         response.headers["X-Duties-Outcome"] = outcome
@@ -208,6 +222,110 @@ def acknowledge_notice(token: str, session: SessionDep, at: NowDep) -> HTMLRespo
     return _confirm_page(session, token, at, outcome="acknowledged" if done else "already")
 
 
+ASKED_NOTICE = "已提交，等待审批；审批前请照常处置，时限照常计算。"
+ASKED_NOTICE_PAUSED = "已提交，等待审批；审批期间暂停计时，审批后按结果继续计时。"
+
+
+@router.post("/c/{token}/requests", response_class=HTMLResponse)
+def post_request(
+    token: str,
+    session: SessionDep,
+    at: NowDep,
+    kind: Annotated[str, Form(max_length=16)] = "",
+    reason: Annotated[str, Form(max_length=4000)] = "",
+    due: Annotated[str, Form(max_length=32)] = "",
+    review_on: Annotated[str, Form(max_length=32)] = "",
+    form_id: Annotated[str, Form(max_length=64)] = "",
+) -> HTMLResponse:
+    """退回, 延期申请 or 挂账申请 on this item: it waits for a manager (flows.cases.ask). The same form twice is one
+    request (``already``); a refusal shows the page again, 400, with what the unit typed."""
+    occurrence, duty, unit = _occurrence_for(session, token, at)
+    found = (occurrence, duty, unit)
+    typed = {"kind": kind, "reason": reason, "due": due, "review_on": review_on}
+    try:
+        asked = Asked(kind, reason, _asked_due(due, kind), _asked_day(review_on, kind), form_id)
+        earlier = bool(form_id) and _asked_before(session, occurrence.id or 0, form_id)
+        cases.ask(session, context(session), occurrence_id=occurrence.id or 0, asked=asked, at=at)
+    except CaseError as refusal:
+        session.rollback()
+        status = refusal.status if refusal.status in (400, 409) else 400
+        return _confirm_page(session, token, at, status_code=status, found=found, asked=typed | {"error": str(refusal)})
+    session.refresh(occurrence)
+    return _confirm_page(session, token, at, outcome="already" if earlier else "requested", found=found)
+
+
+def _asked_due(text_: str, kind: str) -> datetime | None:
+    """延期申请's new deadline, typed as 2026-03-05T17:00 (a phone's date-time field) in local time."""
+    if kind != "extend":
+        return None
+    try:
+        moment = datetime.fromisoformat(text_.strip())
+    except ValueError:
+        raise CaseError("请填写申请延期至的日期和时间，如 2026-03-05 17:00。") from None
+    return moment.replace(tzinfo=get_settings().zone) if moment.tzinfo is None else moment
+
+
+def _asked_day(text_: str, kind: str) -> date | None:
+    if kind != "park":
+        return None
+    try:
+        return date.fromisoformat(text_.strip())
+    except ValueError:
+        raise CaseError("请填写复核日期，如 2026-04-01。") from None
+
+
+def _asked_before(session: Session, occurrence_id: int, form_id: str) -> bool:
+    query = select(
+        UnitRequest.id
+    ).where(  # type: ignore[call-overload]
+        col(UnitRequest.occurrence_id) == occurrence_id, col(UnitRequest.form_id) == form_id[:64]
+    )
+    return session.execute(query).first() is not None
+
+
+@router.get("/c/{token}/photos/{name}")
+def case_photo(token: str, name: str, session: SessionDep, at: NowDep, thumb: bool = False) -> Response:
+    """A photo of this item's case as found, or of this item's reports: nothing else, whatever the name."""
+    occurrence, _, _ = _occurrence_for(session, token, at)
+    reports = list(session.execute(_REPORTS, {"occurrence_id": occurrence.id}).scalars())
+    case = session.get(Case, occurrence.case_id) if occurrence.case_id else None
+    allowed = {n for report in reports for n in report.evidence} | set(case.photos if case else [])
+    return case_views.serve_photo(name, allowed, thumb=thumb)
+
+
+def _pushback(session: Session, occurrence: Occurrence, at: datetime, asked: dict[str, str]) -> dict[str, Any]:
+    """What the page shows of the item's case and of the unit's requests: the case as found, the time left, the
+    waiting request (its forms hidden) and the decided ones with their answers."""
+    case = session.get(Case, occurrence.case_id) if occurrence.case_id else None
+    requests = case_views.requests_of(session, occurrence.id or 0)
+    waiting = next((r for r in requests if r.status == "open"), None)
+    zone = get_settings().zone
+    return {
+        "case": case,
+        "category": _category_of(occurrence.duty_id) if case else None,
+        "case_photos": case_views.before_shots(case) if case else [],
+        "time_left": case_views.time_left(occurrence, at),
+        "requests": requests,
+        "waiting": waiting,
+        "may_ask": waiting is None and occurrence.status_at(at) in ("scheduled", "due", "overdue"),
+        "request_kinds": REQUEST_KINDS,
+        "request_states": REQUEST_STATES,
+        "asked": asked,
+        "request_form_id": secrets.token_urlsafe(12),
+        "asked_notice": ASKED_NOTICE_PAUSED if case_views.pauses(occurrence.duty_id) else ASKED_NOTICE,
+        "due_min": f"{max(at, occurrence.due_at).astimezone(zone):%Y-%m-%dT%H:%M}",
+        "review_min": (at.astimezone(zone).date() + timedelta(days=1)).isoformat(),
+    }
+
+
+def _category_of(duty_id: str) -> Any:
+    try:
+        duty = program().duties.get(duty_id)
+    except CalendarError:
+        return None
+    return duty.category if duty is not None else None
+
+
 def _subjects(session: Session, occurrence: Occurrence, duty: Duty, unit: Unit) -> list[Unit]:
     """The units this item's check reports may name (the markets of 举措2); none for every other item."""
     selectors = spot_checks.selectors_of(duty)
@@ -259,7 +377,14 @@ def unit_page_for(
     ]
     items.sort(key=lambda item: (item[2] != "overdue", item[0].due_at))
     assessed = unit_assess.page_context(session, unit.id, at, objection)
-    return page("unit.html", status_code, unit=unit, items=items, at=at, token=token, **assessed)
+    waiting = _waiting_of(session, unit.id)
+    return page("unit.html", status_code, unit=unit, items=items, at=at, token=token, waiting=waiting, **assessed)
+
+
+def _waiting_of(session: Session, unit_id: str) -> dict[int, UnitRequest]:
+    """The unit's requests waiting for a manager, by item: the unit page shows each beside its item."""
+    query = select(UnitRequest).where(col(UnitRequest.unit_id) == unit_id, col(UnitRequest.status) == "open")
+    return {request.occurrence_id: request for request in session.execute(query).scalars()}
 
 
 def _unit_for(session: Session, secret: str, token: str, at: datetime) -> Unit:
