@@ -16,7 +16,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flows import health
 from store.db import secret_key
-from web import api, api_cases, auth, cases, dashboard, desk, desk_assess, desk_ladder, desk_reports, unit_assess, units
+from web import (
+    api,
+    api_cases,
+    auth,
+    cases,
+    dashboard,
+    desk,
+    desk_assess,
+    desk_cases,
+    desk_ladder,
+    desk_reports,
+    unit_assess,
+    units,
+)
 from web.common import NowDep, SessionDep, clock, get_session, problem_page
 
 __all__ = ["app", "clock", "get_session"]
@@ -31,6 +44,7 @@ app.include_router(cases.router)  # before any /desk/cases/{id} route: "new" is 
 app.include_router(unit_assess.router)
 app.include_router(desk.router)
 app.include_router(desk_ladder.router)
+app.include_router(desk_cases.router)
 app.include_router(dashboard.router)
 app.include_router(desk_reports.router)  # before desk_assess: /desk/assessments/1.pdf is not page 1
 app.include_router(desk_assess.router)
