@@ -119,8 +119,9 @@ def test_the_month_scores_the_markets_by_their_results(
     client.post(link, data={"form_id": "b", "subject": "wuxing-yuehe-market", "passed": "0", "problem": "积水"})
     scoring = ctx.program.scoring
     assert scoring is not None and scoring.deductions["check_failed"] == 2 and scoring.weights["check_pass_rate"] == 30
+    # Before the finding's case falls due (1 workday: 2026-02-04 17:30), so only the check's result counts here.
     computed = scores.compute(
-        session, ctx.program, scoring, scores.span_of("2026-02"), at=local("2026-02-05T12:00"), zone=get_settings().zone
+        session, ctx.program, scoring, scores.span_of("2026-02"), at=local("2026-02-04T12:00"), zone=get_settings().zone
     )
     failed, passed = computed.units["wuxing-yuehe-market"], computed.units["wuxing-feiying-market"]
     assert failed.group_id == passed.group_id == "markets"
