@@ -108,6 +108,7 @@ def test_an_inspector_files_from_the_phone_form_and_the_unit_has_the_mail_within
     assert form.status_code == 200
     assert "使用当前位置" in form.text and 'capture="environment"' in form.text and "自动按地点派遣" in form.text
     assert "市场零星垃圾、积水（30分钟内处置）" in form.text
+    assert "walker（巡查）（全市）" in form.text and "None" not in form.text  # a district-less inspector files anywhere
     started = time.perf_counter()
     response = client.post(
         "/desk/cases/new",
