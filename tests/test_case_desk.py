@@ -5,7 +5,10 @@ with a frozen clock, real SQLite, and the real SMTP receiver."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import select
@@ -20,7 +23,7 @@ from store.models import Case, Delivery, Occurrence, UnitRequest
 from tests.conftest import local
 from tests.desk_support import PASSWORD, csrf_of, log_in
 from tests.web_support import Clock, path_of, png
-from web import auth, photos
+from web import auth, common, photos
 
 FILED = "2026-03-03 09:00"  # a Tuesday: the market's 30-minute clock runs in its opening hours
 
@@ -394,3 +397,51 @@ def test_the_case_page_shows_dispatches_timeline_and_the_item_links_back(
         assert f'data-action="{action}"' in page.text, action
     assert "附件1 第6项 目标2" in page.text and "北纬" not in page.text
     assert f'href="/desk/cases/{case.id}"' in client.get(f"/desk/items/{first.id}").text
+
+
+@pytest.fixture
+def paused(calendars_dir: Path) -> Iterator[None]:
+    """The 30-minute category with ``pause_while_requested``: its clock stops while a request waits."""
+    path = calendars_dir / "huzhou" / "cases.yaml"
+    text = path.read_text(encoding="utf-8")
+    paused_text = text.replace("deadline: 30 minutes\n", "deadline: 30 minutes\n    pause_while_requested: true\n", 1)
+    assert paused_text != text
+    path.write_text(paused_text, encoding="utf-8")
+    common.program.cache_clear()  # the app reads the calendars once per process
+    yield
+    common.program.cache_clear()
+
+
+def test_a_category_that_pauses_says_so_and_gives_the_waited_time_back(
+    paused: None, client: TestClient, session: Session, ctx: Context, now: Clock
+) -> None:
+    case = _file(session, ctx)
+    now.at = local("2026-03-03 09:05")
+    response = _ask(client, _link(ctx, session, case), "extend", "需调用抽水泵", due="2026-03-03T15:00")
+    assert "审批期间暂停计时" in response.text and "时限照常计算" not in response.text
+    assert _item(session, case).next_escalate_at is None
+    csrf = log_in(client, session, "boss")
+    now.at = local("2026-03-03 09:15")
+    asked = _requests(session)[0]
+    client.post(f"/desk/requests/{asked.id}/reject", data={"csrf": csrf, "answer": "先清扫路面"})
+    assert _item(session, case).due_at == local("2026-03-03 09:40")  # the ten minutes it waited, given back
+
+
+def test_the_verifier_sees_each_photos_flags_and_a_thumbnail(
+    client: TestClient, session: Session, ctx: Context, now: Clock
+) -> None:
+    photo = photos.store_photo(png(3), "png")
+    place = "飞英农贸市场东门"
+    new = NewCase(category_id="market-litter", place=place, latitude=30.87, longitude=120.09, photos=[photo])
+    case = cases.file_case(session, ctx, new, reporter="user:insp0", source="inspector", at=local(FILED)).case
+    now.at = local("2026-03-03 09:20")
+    files = [("evidence", ("after.png", png(5), "image/png"))]  # no EXIF: neither a time nor a place
+    client.post(_link(ctx, session, case), data={"note": "已清扫", "form_id": "r1"}, files=files)
+    log_in(client, session, "boss")
+    page = client.get(f"/desk/cases/{case.id}")
+    assert "北纬 30.870000，东经 120.090000" in page.text
+    after = page.text[page.text.index('id="after"') :]
+    assert "无拍摄时间" in after and "无定位信息" in after
+    thumb = client.get(f"/desk/cases/{case.id}/photos/{photo}?thumb=1")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    assert thumb.content.startswith(b"\xff\xd8")  # a JPEG made from the PNG, not the PNG itself

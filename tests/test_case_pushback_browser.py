@@ -1,7 +1,7 @@
 """A unit pushes back on its phone, in a real browser: it opens its case link, sees the photo as found and the time
 left, files a 退回 with a reason and sees that it waits; on another case it asks for a 延期 with a date. A city
 manager then sees both in the queue and approves the 退回 with a reassignment. Screenshots under
-test-artifacts/screenshots/ (case_return_phone.png, case_extend_phone.png, desk_requests.png)."""
+test-artifacts/screenshots/ (case_return_phone.png, case_extend_phone.png, desk_requests.png, desk_case.png)."""
 
 from __future__ import annotations
 
@@ -129,6 +129,13 @@ def test_a_unit_returns_a_case_and_asks_to_extend_another_and_the_city_decides(
         first.get_by_role("button", name="同意退回").click()
         expect(desk.locator("#done")).to_contain_text("案件已改派给月河农贸市场")
         expect(desk.locator("#requests section[data-request]")).to_have_count(1)
+
+        desk.goto(f"/desk/cases/{returned.id}")
+        expect(desk.locator("#state")).to_have_text("处置中")
+        expect(desk.locator("#dispatches tr[data-item]")).to_have_count(2)
+        expect(desk.locator("#before img")).to_have_count(1)
+        desk.wait_for_function(LOADED, arg="#before img")  # the thumbnail, served to the manager
+        desk.screenshot(path=str(artifacts_dir / "desk_case.png"), full_page=True)
 
     session.expire_all()
     case = session.get(Case, returned.id)

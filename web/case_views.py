@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
@@ -110,21 +109,14 @@ def after_shots(case: Case, reports: list[Confirmation], items: list[Occurrence]
 
 
 def _flags(taken: str, gps: list[float] | None, *, start: datetime, end: datetime, case: Case) -> list[str]:
-    """web/photos.py's flags for the verifier, when it has them (written alongside); none otherwise."""
-    flagger: Any = getattr(photos, "photo_flags", None)
-    if flagger is None:
-        return []
+    """web/photos.py's flags for the verifier: no capture time, taken outside the window, far from the place."""
     place = (case.latitude, case.longitude) if case.latitude is not None and case.longitude is not None else None
-    point = (gps[0], gps[1]) if gps and len(gps) >= 2 else None
     try:
         programme = program().programme
     except CalendarError:
         programme = None
     radius = programme.photo_radius if programme is not None else 500
-    flags = flagger(
-        taken, point, start=start, end=end, place=place, radius_m=radius, zone=get_settings().zone
-    )  # a list of Chinese sentences
-    return [str(flag) for flag in flags]
+    return photos.photo_flags(taken, gps, start=start, end=end, place=place, radius_m=radius, zone=get_settings().zone)
 
 
 def case_photo_names(case: Case, reports: list[Confirmation]) -> set[str]:
@@ -132,17 +124,15 @@ def case_photo_names(case: Case, reports: list[Confirmation]) -> set[str]:
 
 
 def serve_photo(name: str, allowed: set[str], *, thumb: bool) -> Response:
-    """A stored photo that belongs to what the caller may see, or a 404 page; ``thumb``: the small version when
-    web/photos.py makes one, else the photo itself."""
+    """A stored photo that belongs to what the caller may see, or a 404 page; ``thumb``: its small JPEG (the photo
+    itself when Pillow cannot make one)."""
     path = photos.evidence_path(name) if name in allowed else None
     if path is None:
         return problem_page(404, "照片不存在", "找不到该照片。")
     media_type = photos.evidence_media_type(name)
-    thumbnail: Any = getattr(photos, "thumbnail_path", None)
-    if thumb and thumbnail is not None:
-        small = thumbnail(name, THUMB_SIZE)
-        if small:
-            path, media_type = small, "image/jpeg"
+    small = photos.thumbnail_path(name, THUMB_SIZE) if thumb else None
+    if small:
+        path, media_type = small, "image/jpeg"
     headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
     return FileResponse(path, media_type=media_type, headers=headers)
 
