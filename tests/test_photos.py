@@ -15,10 +15,15 @@ from zoneinfo import ZoneInfo
 import pillow_heif
 import pytest
 from fastapi import UploadFile
+from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import select
+from sqlmodel import Session
 
+from flows.steps import Context
+from store.models import Confirmation, Occurrence
 from tests.conftest import local
-from tests.web_support import png
+from tests.web_support import Clock, path_of, png
 from web import photos
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -325,3 +330,32 @@ def test_a_near_photo_is_in_metres_and_a_radius_in_kilometres_reads_as_kilometre
     assert flags == ["拍摄地点距案件地点约 800 米（超过 500 米）"]
     far = photos.photo_flags("2026-03-01 09:00", FAR, radius_m=2000, **bounds)  # type: ignore[arg-type]
     assert far == ["拍摄地点距案件地点约 2.3 公里（超过 2 公里）"]
+
+
+# ---------------------------------------------------------------- through the unit's report page
+
+
+def test_a_report_keeps_each_photo_s_time_and_gps_point_and_stores_a_heic_upright_as_jpeg(
+    client: TestClient, ctx: Context, session: Session, item: Occurrence, now: Clock
+) -> None:
+    turned = encoded(two_colours(40, 20), "JPEG", exif_of("2026:02:03 09:12:00", HUZHOU, orientation=6))
+    iphone = heic(two_colours(64, 32), exif_of("2026:02:03 09:40:00", HANGZHOU))
+    no_exif = png(2)
+    uploads = [
+        ("evidence", ("turned.jpg", turned, "image/jpeg")),
+        ("evidence", ("IMG_0003.HEIC", iphone, "image/heic")),
+        ("evidence", ("plain.png", no_exif, "image/png")),
+    ]
+    response = client.post(path_of(ctx, item, now.at), data={"note": "整改照片见附件"}, files=uploads)
+    assert response.status_code == 200 and response.headers["X-Duties-Outcome"] == "confirmed"
+    report = session.execute(select(Confirmation)).scalar_one()
+    turned_name, iphone_name, png_name = report.evidence
+    assert turned_name.endswith(".jpg") and iphone_name.endswith(".jpg") and png_name.endswith(".png")
+    assert report.evidence_taken == {turned_name: "2026-02-03 09:12", iphone_name: "2026-02-03 09:40"}
+    assert set(report.evidence_gps) == {turned_name, iphone_name}  # the PNG has no point: no entry
+    assert report.evidence_gps[turned_name] == pytest.approx(list(HUZHOU), abs=1e-6)
+    assert report.evidence_gps[iphone_name] == pytest.approx(list(HANGZHOU), abs=1e-6)
+    stored = photos.evidence_path(turned_name)
+    assert stored is not None
+    with Image.open(stored) as upright:
+        assert upright.size == (20, 40)
