@@ -332,7 +332,12 @@ def test_bad_fields_are_refused_in_chinese(client: TestClient, session: Session)
     assert half.status_code == 400 and "纬度和经度" in half.json()["detail"]
     no_place = client.post("/api/cases", json=API_CASE | {"place": " "}, headers=headers)
     assert no_place.status_code == 400 and "请填写问题地点" in no_place.json()["detail"]
-    assert client.post("/api/cases", json={"place": "x"}, headers=headers).status_code == 422
+    missing = client.post("/api/cases", json={"place": "x", "latitude": "north"}, headers=headers)
+    assert missing.status_code == 422
+    assert missing.json()["detail"] == "缺少必填字段 category；latitude 须为数字。"
+    assert {tuple(e["loc"]) for e in missing.json()["errors"]} == {("body", "category"), ("body", "latitude")}
+    broken = client.post("/api/cases", content=b"{not json", headers=headers | {"Content-Type": "application/json"})
+    assert broken.status_code == 422 and "不是有效的 JSON" in broken.json()["detail"]
     assert cases_in(session) == []
 
 
@@ -360,7 +365,8 @@ def test_a_case_is_seen_by_its_reporter_the_city_and_its_district_only(client: T
 def test_the_openapi_document_describes_the_case_endpoints(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     post = spec["paths"]["/api/cases"]["post"]
-    assert {"200", "201", "400", "403"} <= set(post["responses"])
+    assert {"200", "201", "400", "403", "422"} <= set(post["responses"])
+    assert post["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/Invalid")
     fields = spec["components"]["schemas"]["CaseIn"]["properties"]
     assert "幂等" in post["description"] or "同一案件" in fields["external_id"]["description"]
     assert "/api/cases/{case_id}" in spec["paths"]

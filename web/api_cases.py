@@ -10,13 +10,19 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Response, UploadFile
+from fastapi import APIRouter, HTTPException, Request, Response, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlmodel import Session, col
+from starlette.responses import Response as StarletteResponse
 
 from flows import cases
 from flows.cases import CASE_STATES, CaseError, NewCase
@@ -29,7 +35,59 @@ from web.cases import stored_photos
 from web.common import NowDep, RowId, SessionDep, context
 from web.photos import MAX_FILE_BYTES, MAX_FILES, MAX_NOTE, Photo, read_photos
 
-router = APIRouter(prefix="/api", tags=["cases"])
+
+class Invalid(BaseModel):
+    detail: str = Field(description="哪些字段有误，中文说明")
+    errors: list[dict[str, Any]] = Field(description="逐项错误（loc、msg、type），供程序处理")
+
+
+FIELD_PROBLEMS = {
+    "missing": "缺少必填字段 {field}",
+    "string_too_long": "{field} 过长（最多 {max_length} 个字符）",
+    "string_type": "{field} 须为字符串",
+    "float_parsing": "{field} 须为数字",
+    "float_type": "{field} 须为数字",
+    "finite_number": "{field} 须为有限的数字",
+    "list_type": "{field} 须为数组",
+    "too_long": "{field} 项数过多（最多 {max_length} 项）",
+    "model_attributes_type": "{field} 须为 JSON 对象",
+    "dict_type": "{field} 须为 JSON 对象",
+    "model_type": "{field} 须为 JSON 对象",
+    "json_invalid": "请求体不是有效的 JSON",
+}
+
+
+def chinese_problems(exc: RequestValidationError) -> Invalid:
+    """A refused body said in Chinese, field by field, with the raw errors beside it for a program."""
+    said = []
+    for error in exc.errors():
+        where = [str(part) for part in error.get("loc", ()) if part != "body"]
+        field = ".".join(where) or "请求体"
+        template = FIELD_PROBLEMS.get(str(error.get("type", "")), "{field} 格式不正确")
+        said.append(template.format(field=field, max_length=(error.get("ctx") or {}).get("max_length", "")))
+    errors = jsonable_encoder(
+        [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")} for e in exc.errors()]
+    )
+    return Invalid(detail="；".join(dict.fromkeys(said)) + "。", errors=errors)
+
+
+class ChineseValidation(APIRoute):
+    """This router's 422s speak Chinese (``detail``) to the other platform's operator, not pydantic's English."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, StarletteResponse]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> StarletteResponse:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                return JSONResponse(chinese_problems(exc).model_dump(), status_code=422)
+
+        return answer
+
+
+router = APIRouter(prefix="/api", tags=["cases"], route_class=ChineseValidation)
+INVALID: dict[int | str, dict[str, Any]] = {422: {"model": Invalid, "description": "请求格式有误（原因见 detail）"}}
 MAX_BASE64 = (MAX_FILE_BYTES + 2) // 3 * 4 + 4  # the longest text a photo within the limit encodes to
 
 
@@ -73,6 +131,7 @@ class CaseOut(BaseModel):
         200: {"model": CaseOut, "description": "同一 external_id 已上报过：返回原案件，未写入任何数据"},
         400: {"model": Refusal, "description": "类别、地点、单位或照片有误（原因见 detail）"},
         403: {"model": Refusal, "description": "该账号不能上报此单位的案件（不在本账号所在区县）"},
+        **INVALID,
     },
 )
 def file_case(body: CaseIn, response: Response, session: SessionDep, at: NowDep, scope: AnyScopeDep) -> CaseOut:
@@ -137,7 +196,7 @@ def _photos(body: CaseIn) -> list[Photo]:
 @router.get(
     "/cases/{case_id}",
     response_model=CaseOut,
-    responses={404: {"model": Refusal, "description": "案件不存在，或不在该令牌的范围内"}},
+    responses={404: {"model": Refusal, "description": "案件不存在，或不在该令牌的范围内"}, **INVALID},
 )
 def one_case(case_id: RowId, session: SessionDep, at: NowDep, scope: AnyScopeDep) -> CaseOut:
     """一个案件的当前状态：责任单位、处置时限、状态。区县令牌只能查看本区县的案件，其他账号只能查看本账号上报的。"""
