@@ -167,6 +167,16 @@ def test_a_heic_with_transparency_is_stored_as_an_rgb_jpeg() -> None:
         assert stored.format == "JPEG" and stored.mode == "RGB"
 
 
+def test_a_turned_heic_is_turned_once() -> None:
+    """HEIF turns its pixels itself (pillow_heif applies the irot box and resets EXIF's Orientation to 1): the
+    stored JPEG must not be turned a second time."""
+    photo = read_one(heic(two_colours(40, 20), exif_of("2026:03:01 08:05:41", orientation=6)), "IMG_0004.HEIC")
+    with Image.open(io.BytesIO(photo.data)) as stored:
+        assert stored.size == (20, 40) and stored.getexif().get(photos.EXIF_ORIENTATION, 1) == 1
+        rgb = stored.convert("RGB")
+        assert near(rgb.getpixel((10, 5)), RED) and near(rgb.getpixel((10, 35)), BLUE)
+
+
 @pytest.mark.parametrize("cut", [60, 200], ids=["header-only", "truncated"])
 def test_a_corrupt_heic_is_refused_with_a_clear_message(cut: int, settings_env: Path) -> None:
     data = heic(two_colours(64, 32), exif_of("2026:03:01 08:05:41"))[:cut]
