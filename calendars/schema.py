@@ -284,7 +284,9 @@ class UnannouncedSpec(Strict):
         "midnight. Default: at due.time",
     )
     finding_category: str | None = Field(
-        default=None, description="A case category a finding on such a check is filed as (not used by the form yet)"
+        default=None,
+        description="A case category (categories:): the check's form then asks which subject was checked and whether "
+        "it passed, and a 不合格 result files a case of it for that unit, dispatched at once",
     )
 
     @field_validator("hours")

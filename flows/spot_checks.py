@@ -33,13 +33,18 @@ class SpotCheck:
 
 
 def selectors_of(duty: Duty) -> list[str]:
-    """The units a quota duty's checks rate, as the calendars wrote them (kind:market); empty for every other duty.
+    """The units a duty's checks rate, as the calendars wrote them: a quota's subjects (kind:market), and an
+    unannounced check's subjects (kind:construction_site) when its findings become cases (``finding_category``);
+    empty for every other duty.
 
     Read from the duty's stored spec: the ledger's copy of the calendars, the same one its items were planned from.
     """
-    if duty.kind != "quota":
-        return []
-    return list((duty.spec.get("quota") or {}).get("subjects") or [])
+    if duty.kind == "quota":
+        return list((duty.spec.get("quota") or {}).get("subjects") or [])
+    unannounced = duty.spec.get("unannounced") or {}
+    if duty.kind == "unannounced" and unannounced.get("finding_category"):
+        return list(unannounced.get("subjects") or [])
+    return []
 
 
 def subjects_for(session: Session, program: Program, selectors: list[str], checker: Unit) -> list[Unit]:
@@ -118,10 +123,11 @@ def results_of(session: Session, occurrence_id: int) -> list[tuple[CheckResult, 
 
 
 def finding_category(program: Program, duty_id: str) -> str | None:
-    """The case category a check's 不合格 results are filed as (``quota.finding_category``), if the duty names one."""
+    """The case category a check's 不合格 results are filed as (``quota.finding_category`` or
+    ``unannounced.finding_category``), if the duty names one."""
     duty = program.duties.get(duty_id)
-    quota = duty.quota if duty is not None else None
-    return quota.finding_category if quota is not None else None
+    spec = (duty.quota or duty.unannounced) if duty is not None else None
+    return spec.finding_category if spec is not None else None
 
 
 def file_finding(

@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import time
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from sqlmodel import Session, col
 from typer.testing import CliRunner
 
 from calendars.loader import check as check_calendars
+from flows import steps
 from flows.cli import app as cli
 from flows.cli_cases import inspector_link
 from flows.common import Context
@@ -30,6 +32,7 @@ from tests.web_support import Clock, path_of, png
 from web import auth
 
 DISPATCHED = "【案件派遣】"
+SITES = {"site-dust-noise-check"}
 runner = CliRunner()
 
 
@@ -402,6 +405,29 @@ def test_a_passed_spot_check_files_nothing(
     path = path_of(ctx, item, local("2026-02-03T10:00"))
     response = client.post(path, data={"subject": "wuxing-feiying-market", "passed": "1", "form_id": "chk-2"})
     assert response.status_code == 200 and "已生成案件" not in response.text and cases_in(session) == []
+
+
+def test_a_failed_unannounced_site_check_becomes_a_site_dust_case(
+    client: TestClient, session: Session, ctx: Context, fresh_inbox: Inbox
+) -> None:
+    steps.plan(session, ctx, start=date(2026, 2, 1), end=date(2026, 2, 28), at=local("2026-01-20T08:00"), only=SITES)
+    query = select(Occurrence).where(col(Occurrence.unit_id) == "wuxing-ecology").order_by(col(Occurrence.due_at))
+    check = session.execute(query).scalars().first()
+    assert check is not None
+    path = path_of(ctx, check, local("2026-02-03T10:00"))
+    form = client.get(path)
+    assert "被抽查工地" in form.text and "吴兴区重点建筑工地（演示）" in form.text
+    assert "南浔区重点建筑工地" not in form.text  # a district's checker checks its own district's sites
+    data = {"subject": "wuxing-site", "passed": "0", "problem": "渣土未覆盖，道路扬尘", "form_id": "site-1"}
+    response = client.post(path, data=data)
+    assert response.status_code == 200, response.text
+    (case,) = cases_in(session)
+    assert f"已生成案件 {case.id}，已派遣给吴兴区重点建筑工地（演示）" in response.text
+    assert (case.category_id, case.source, case.reporter) == ("site-dust", "check", "unit:wuxing-ecology")
+    item = session.get(Occurrence, case.occurrence_id)
+    assert item is not None and item.unit_id == "wuxing-site"
+    assert item.due_at == local("2026-02-03T12:00")  # 2 workhours from 10:00 on a working Tuesday
+    assert any("工地扬尘" in subject for subject in dispatched_mails(fresh_inbox))
 
 
 def test_a_finding_category_that_names_no_category_is_a_path_line_error(calendars_dir: Path) -> None:
