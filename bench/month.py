@@ -118,7 +118,7 @@ def simulate(tally: Tally, start: date, days: int, every: int, confirm_share: fl
                     found.at_tick(session, ctx, moment)
                 if moment.time() == time(10, 0) and program.workdays.is_workday(day):
                     confirm_some(session, chooser, confirm_share, moment, checks=(ctx, results))
-                if moment.time() == time(11, 0):
+                if moment.time() == time(11, 0) and program.workdays.is_workday(day):
                     found.at_eleven(session, ctx, moment)
                     for escalation, _ in ladder.pending(session):
                         try:
@@ -139,8 +139,7 @@ def confirm_some(
     *,
     checks: tuple[Context, random.Random] | None = None,
 ) -> None:
-    from bench.month_cases import file_from_check
-    from flows import steps
+    from flows import spot_checks, steps
     from store.models import Occurrence
 
     query = select(Occurrence).where(
@@ -156,8 +155,8 @@ def confirm_some(
             steps.confirm(
                 session, occurrence_id=item.id or 0, note="已完成", evidence=[], at=moment, client="month", check=check
             )
-            if checks and check is not None and not check.passed:
-                file_from_check(session, checks[0], item, check.subject_id, check.problem, moment)
+            if checks and check is not None and not check.passed:  # as the check's own page does
+                spot_checks.file_finding(session, checks[0], occurrence=item, form_id="single", photos={}, at=moment)
 
 
 def spot_check(session: Session, item: Occurrence, program: Program, draws: random.Random) -> SpotCheck | None:

@@ -2,11 +2,12 @@
 would meet them, with a fixed seed.
 
 On each working day an inspector files a few cases between 08:00 and 16:00 (about one tick in four); a place that
-names no unit waits for the dispatcher. A unit handles most of its cases within its tick, some late, and sends about
-one in ten back (退回) as not its own. At 11:00 a city manager decides every waiting request (a 退回 is approved and
-reassigned to the unit the place names, or to the first candidate), dispatches what waits, and the reporter verifies
-each handled case: one in five fails 核查 and is handled again. A failed market spot check files a case of the
-duty's ``finding_category`` for the market, as the check's confirmation page does.
+names no unit waits for the dispatcher. A unit handles most of its cases within its tick, some late, and sends one
+back (退回) when the dispatcher guessed wrong, naming whose it is. At 11:00 on working days a city manager approves
+every waiting request, dispatches what waits (a first guess, or after a 退回 the unit the returning one named), and
+the reporter verifies each handled case: one in five fails 核查 and is handled again. A failed spot check files a
+case of its duty's ``finding_category`` for the unit checked (bench/month.py, through flows/spot_checks.py as the
+check's page does).
 """
 
 from __future__ import annotations
@@ -22,20 +23,20 @@ from flows import cases, steps
 from flows.common import Context
 from store.models import Case, Occurrence, UnitRequest
 
-FOUND = (  # category, place, note
-    ("market-litter", "飞英农贸市场东门", "门口菜叶堆积"),
-    ("market-litter", "月河农贸市场水产区", "地面积水"),
-    ("market-litter", "南浔农贸市场北侧通道", "零星垃圾未清"),
-    ("market-litter", "双林农贸市场", "熟食区纸屑散落"),
-    ("market-hygiene", "武康农贸市场", "垃圾桶满溢"),
-    ("site-dust", "吴兴区重点建筑工地（演示）", "出入口未冲洗，道路扬尘"),
-    ("site-dust", "南浔区重点建筑工地（演示）", "渣土未覆盖"),
-    ("road-damage", "吴兴区飞英街道红旗路88号", "人行道砖块松动"),
-    ("road-damage", "衣裳街口", "路面坑洼积水"),
-    ("road-damage", "人民广场西侧", "井盖破损"),  # names no unit: the dispatcher decides
+FOUND = (  # category, place, note, the unit it really belongs to
+    ("market-litter", "飞英农贸市场东门", "门口菜叶堆积", "wuxing-feiying-market"),
+    ("market-litter", "月河农贸市场水产区", "地面积水", "wuxing-yuehe-market"),
+    ("market-litter", "南浔农贸市场北侧通道", "零星垃圾未清", "nanxun-town-market"),
+    ("market-litter", "双林农贸市场", "熟食区纸屑散落", "nanxun-shuanglin-market"),
+    ("market-hygiene", "武康农贸市场", "垃圾桶满溢", "deqing-wukang-market"),
+    ("site-dust", "吴兴区重点建筑工地（演示）", "出入口未冲洗，道路扬尘", "wuxing-site"),
+    ("site-dust", "南浔区重点建筑工地（演示）", "渣土未覆盖", "nanxun-site"),
+    ("road-damage", "吴兴区飞英街道红旗路88号", "人行道砖块松动", "wuxing-feiying"),
+    ("road-damage", "衣裳街口", "路面坑洼积水", "wuxing-aishan"),
+    # Names no unit: the dispatcher guesses, the street that is not it sends it back saying whose it is.
+    ("road-damage", "人民广场西侧", "井盖破损", "wuxing-aishan"),
 )
 HANDLED_SHARE = 0.7
-RETURN_SHARE = 0.1
 FAILED_CHECK_SHARE = 0.2
 INSPECTOR = "user:xunchayuan"
 
@@ -45,6 +46,7 @@ class CaseDay:
     """The month's cases and what came of them."""
 
     draws: random.Random = field(default_factory=lambda: random.Random(20261215))
+    owners: dict[int, str] = field(default_factory=dict)  # case id → the unit it really belongs to
     filed: int = 0
     returned: int = 0
     failed_checks: int = 0
@@ -56,10 +58,13 @@ class CaseDay:
         for item in _open_case_items(session):
             if item.created_at == moment:
                 continue  # the unit reads its message first
-            if self.draws.random() < RETURN_SHARE and cases.waiting_request(session, item.id or 0) is None:
-                asked = cases.Asked("return", "该点位不属于本单位管辖", form_id=f"month-{item.id}")
-                cases.ask(session, ctx, occurrence_id=item.id or 0, asked=asked, at=moment)
-                self.returned += 1
+            owner = self.owners.get(item.case_id or 0, item.unit_id)
+            if owner != item.unit_id:
+                if cases.waiting_request(session, item.id or 0) is None:
+                    reason = f"该点位不属于本单位管辖，应属{ctx.program.units[owner].name}"
+                    asked = cases.Asked("return", reason, form_id=f"month-{item.id}")
+                    cases.ask(session, ctx, occurrence_id=item.id or 0, asked=asked, at=moment)
+                    self.returned += 1
             elif self.draws.random() < HANDLED_SHARE:
                 steps.confirm(
                     session,
@@ -73,10 +78,11 @@ class CaseDay:
         cases.supervise(session, ctx, at=moment)
 
     def file_one(self, session: Session, ctx: Context, moment: datetime) -> None:
-        category, place, note = self.draws.choice(FOUND)
+        category, place, note, owner = self.draws.choice(FOUND)
         new = cases.NewCase(category_id=category, place=place, note=note)
         filed = cases.file_case(session, ctx, new, reporter=INSPECTOR, source="inspector", at=moment)
         cases.send_now(session, ctx, filed.delivery_ids, at=moment)
+        self.owners[filed.case.id or 0] = owner
         self.filed += 1
 
     def at_eleven(self, session: Session, ctx: Context, moment: datetime) -> None:
@@ -94,10 +100,10 @@ class CaseDay:
             )
         for case in cases.undispatched(session):
             category = ctx.program.categories[case.category_id]
-            unit = cases.resolve_unit(ctx.program, category, case.place)
-            returned_by = _returned_by(session, case)
-            choices = [u for u in cases.candidates(ctx.program, category) if u not in returned_by]
-            target = unit if unit and unit not in returned_by else choices[0]
+            # A first guess among the category's units; after a 退回, the unit the returning one named.
+            owner = self.owners.get(case.id or 0)
+            guess = self.draws.choice(cases.candidates(ctx.program, category))
+            target = owner if owner and _returned_by(session, case) else guess
             cases.reassign(
                 session, ctx, case_id=case.id or 0, unit_id=target, reason="按属地派遣", actor="user:boss", at=moment
             )
@@ -114,18 +120,6 @@ class CaseDay:
             f"cases: {self.filed} filed, {self.returned} sent back (退回) and reassigned, "
             f"{self.failed_checks} failed 核查 and handled again"
         )
-
-
-def file_from_check(session: Session, ctx: Context, item: Occurrence, market: str, problem: str, at: datetime) -> None:
-    """A failed market spot check becomes a case of its duty's finding category for the market."""
-    duty = ctx.program.duties.get(item.duty_id)
-    category = getattr(duty.quota, "finding_category", None) if duty and duty.quota else None
-    if category is None:
-        return
-    place = ctx.program.units[market].name
-    new = cases.NewCase(category_id=category, place=place, note=problem, unit_id=market)
-    filed = cases.file_case(session, ctx, new, reporter=f"unit:{item.unit_id}", source="check", at=at)
-    cases.send_now(session, ctx, filed.delivery_ids, at=at)
 
 
 def _open_case_items(session: Session) -> list[Occurrence]:
