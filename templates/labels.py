@@ -49,7 +49,10 @@ def stage_label(stage: str) -> str:
 
 
 def actor_label(actor: str, units: dict[str, str]) -> str:
-    """Who acted, as a person reads it: user:boss → 管理员 boss, unit:wuxing-msb → the unit's name, system → 系统."""
+    """Who acted, as a person reads it: user:boss → 管理员 boss, unit:wuxing-msb → the unit's name, system → 系统.
+    ``units`` may also name accounts that are not managers' ("user:li" → "巡查员 li", web.common.account_names)."""
+    if actor in units:
+        return units[actor]
     kind, _, name = actor.partition(":")
     if kind == "unit":
         return units.get(name, name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from sqlmodel import Session, col
 from flows import cases
 from flows.cases import NewCase
 from flows.common import Context
+from flows.steps import confirm
 from notify import outbox
 from notify.receivers import Inbox
 from store.models import Case, Delivery, Occurrence, UnitRequest
@@ -290,6 +292,28 @@ def test_the_list_puts_undispatched_first_and_filters(
     log_in(client, session, "nanxun-boss", district="nanxun")
     assert re.findall(r'<tr data-case="(\d+)"', client.get("/desk/cases").text) == []
     assert client.get(f"/desk/cases/{late.id}").status_code == 404
+
+
+def test_the_list_counts_every_closed_case_though_it_lists_the_latest(
+    client: TestClient, session: Session, ctx: Context, now: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from web import desk_cases
+
+    monkeypatch.setattr(desk_cases, "CLOSED_SHOWN", 1)
+    now.at = local("2026-03-03 09:30")
+    for case in (_file(session, ctx), _file(session, ctx)):
+        steps_confirm(session, _item(session, case).id or 0, local("2026-03-03 09:10"))
+        cases.verify(
+            session, ctx, case_id=case.id or 0, passed=True, note="", actor="user:boss", at=now.at, role="city"
+        )
+    log_in(client, session, "boss")
+    page = client.get("/desk/cases").text
+    assert len(re.findall(r'<tr data-case="(\d+)"', page)) == 1
+    assert "已结案 2" in page and "共 2 件（已结案只列出最近 1 件）" in page
+
+
+def steps_confirm(session: Session, occurrence_id: int, at: datetime) -> None:
+    confirm(session, occurrence_id=occurrence_id, note="已处置", evidence=[], at=at, client="test")
 
 
 def test_an_undispatched_case_is_dispatched_from_the_desk_and_its_unit_mailed(

@@ -10,14 +10,15 @@ from urllib.parse import quote
 
 from fastapi import Depends, Path
 from fastapi.responses import HTMLResponse, Response
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlmodel import Session, col
 
 from calendars.loader import CalendarError, Program
 from calendars.schema import ProgrammeSpec
 from flows import runtime
 from flows.common import Context
 from store.db import session_scope
-from store.models import LEVEL_NAMES, STATUS_LABELS, Duty, Occurrence, Unit
+from store.models import LEVEL_NAMES, STATUS_LABELS, Duty, Occurrence, Unit, User
 from store.queries import find_occurrences
 from store.settings import get_settings
 from templates import render
@@ -114,3 +115,10 @@ def download(data: bytes, filename: str, media_type: str = XLSX) -> Response:
     """A file to save (an export): its media type and its Chinese name, encoded as RFC 6266 asks."""
     disposition = f"attachment; filename*=UTF-8''{quote(filename)}"
     return Response(data, media_type=media_type, headers={"Content-Disposition": disposition})
+
+
+def account_names(session: Session) -> dict[str, str]:
+    """How a timeline names the accounts that are not managers': "user:li" → "巡查员 li" (templates.labels)."""
+    rows = session.execute(select(User).where(col(User.role).in_(("inspector", "intake")))).scalars()
+    words = {"inspector": "巡查员", "intake": "接口"}
+    return {f"user:{user.username}": f"{words[user.role]} {user.display_name or user.username}" for user in rows}

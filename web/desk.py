@@ -60,6 +60,7 @@ from web.common import (
     NowDep,
     RowId,
     SessionDep,
+    account_names,
     context,
     download,
     page,
@@ -505,7 +506,7 @@ def _item_page(
         entered=entered or {},
         action_labels=ACTION_LABELS,
         detail_labels=DETAIL_LABELS,
-        unit_names={unit_id: spec.name for unit_id, spec in program().units.items()},
+        unit_names={unit_id: spec.name for unit_id, spec in program().units.items()} | account_names(session),
         period=period_label(occurrence.period),
         delivery_states=DELIVERY_STATES,
     )

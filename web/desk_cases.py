@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
@@ -25,7 +25,7 @@ from flows.cases import CASE_STATES, CaseError
 from store.models import REQUEST_KINDS, REQUEST_STATES, AuditEvent, Case, Occurrence, Unit, UnitRequest, User
 from web import auth, case_views
 from web.auth import Scope
-from web.common import NowDep, RowId, SessionDep, context, problem_page, program
+from web.common import NowDep, RowId, SessionDep, account_names, context, problem_page, program
 from web.desk import ACTION_LABELS, DETAIL_LABELS, AnyUserDep, UserDep, check_csrf, desk_page, timeline
 
 router = APIRouter(prefix="/desk")
@@ -238,8 +238,10 @@ def case_list(
     """Open cases (待派遣 first, then 已超时, 待核查, 处置中) and the latest closed ones, filtered."""
     scope = auth.scope_of(user)
     chosen = {"status": status if status in CASE_STATES else "", "category": category, "district": district}
-    rows = _rows(session, scope, at, category=category, district=scope.district_filter or district)
+    rows, closed_total = _rows(session, scope, at, category=category, district=scope.district_filter or district)
     counts = {state: sum(1 for row in rows if row.state == state) for state in STATE_ORDER}
+    # Only the latest closed cases are listed; the count says how many there are (a manager must not read 200).
+    counts["closed"] += closed_total - sum(1 for row in rows if row.case.closed_at is not None)
     shown = [row for row in rows if not chosen["status"] or row.state == chosen["status"]]
     try:
         categories = [(c.id, c.title) for c in program().categories.values()]
@@ -253,6 +255,8 @@ def case_list(
         at=at,
         rows=shown,
         counts=counts,
+        total=sum(counts.values()),
+        closed_shown=CLOSED_SHOWN,
         states=CASE_STATES,
         order=STATE_ORDER,
         chosen=chosen,
@@ -263,7 +267,8 @@ def case_list(
     )
 
 
-def _rows(session: Session, scope: Scope, at: datetime, *, category: str, district: str) -> list[Row]:
+def _rows(session: Session, scope: Scope, at: datetime, *, category: str, district: str) -> tuple[list[Row], int]:
+    """Every open case and the latest closed ones, in the desk's order; and how many closed cases there are."""
     query = select(Case, Occurrence).outerjoin(Occurrence, col(Occurrence.id) == col(Case.occurrence_id))
     if category:
         query = query.where(col(Case.category_id) == category)
@@ -272,6 +277,9 @@ def _rows(session: Session, scope: Scope, at: datetime, *, category: str, distri
     open_ = query.where(col(Case.closed_at).is_(None))
     closed = query.where(col(Case.closed_at).is_not(None)).order_by(col(Case.closed_at).desc()).limit(CLOSED_SHOWN)
     found = [*session.execute(open_).tuples(), *session.execute(closed).tuples()]
+    closed_total = session.execute(
+        select(func.count()).select_from(query.where(col(Case.closed_at).is_not(None)).subquery())
+    ).scalar_one()
     names = {u.id: u.name for u in session.execute(select(Unit)).scalars()}
     rows = []
     for case, item in found:
@@ -279,7 +287,7 @@ def _rows(session: Session, scope: Scope, at: datetime, *, category: str, distri
         unit = names.get(item.unit_id, item.unit_id) if item is not None and state != "undispatched" else ""
         rows.append(Row(case, item, state, unit, case_views.time_left(item, at) if item else ""))
     rows.sort(key=lambda row: (STATE_ORDER.index(row.state), row.case.found_at, row.case.id or 0))
-    return rows
+    return rows, closed_total
 
 
 # ---------------------------------------------------------------- one case
@@ -331,7 +339,7 @@ def _case_page(
         events=_events(session, items),
         action_labels=CASE_ACTIONS,
         detail_labels=CASE_DETAILS,
-        unit_names={u.id: u.name for u in session.execute(select(Unit)).scalars()},
+        unit_names={u.id: u.name for u in session.execute(select(Unit)).scalars()} | account_names(session),
         units=_units_for(session, auth.scope_of(user), case) if manager and case.closed_at is None else [],
         may_assign=manager and case.closed_at is None,
         may_verify=state == "to_verify" and _may_verify(session, user, case),
