@@ -93,7 +93,7 @@ MAX_BASE64 = (MAX_FILE_BYTES + 2) // 3 * 4 + 4  # the longest text a photo withi
 
 class PhotoIn(BaseModel):
     filename: Annotated[str, Field(max_length=200, description="文件名，用于出错时提示，如 scene.jpg")] = "photo"
-    data: Annotated[str, Field(description="照片内容，base64 编码；JPEG 或 PNG，每张不超过 10 MB")]
+    data: Annotated[str, Field(description="照片内容，base64 编码；JPEG、PNG 或 HEIC（存为 JPEG），每张不超过 10 MB")]
 
 
 class CaseIn(BaseModel):
