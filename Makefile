@@ -68,6 +68,8 @@ bench: install
 	$(BIN)/python -m bench.export
 	$(BIN)/python -m bench.confirm
 	$(BIN)/python -m bench.prefect_flows
+	$(BIN)/python -m bench.cases
+	$(BIN)/python -m bench.supervise
 
 lint: install
 	$(BIN)/ruff check .
