@@ -365,6 +365,31 @@ def test_a_case_is_seen_by_its_reporter_the_city_and_its_district_only(client: T
     assert client.get("/api/cases/999", headers=api_headers(session, "city-2")).status_code == 404
 
 
+def test_the_reporting_platform_verifies_its_case_and_no_other_account_may(
+    client: TestClient, session: Session, now: Clock
+) -> None:
+    hotline = token_for(session, "hotline", "intake")
+    created = client.post("/api/cases", json=API_CASE, headers=hotline).json()
+    path = f"/api/cases/{created['id']}/verify"
+    early = client.post(path, json={"passed": True}, headers=hotline)
+    assert early.status_code == 409 and "尚未报告处置" in early.json()["detail"]
+    steps.confirm(
+        session,
+        occurrence_id=created["occurrence"],
+        note="已处置",
+        evidence=[],
+        at=local("2026-02-03 10:10"),
+        client="t",
+    )
+    now.at = local("2026-02-03 10:30")
+    assert client.post(path, json={"passed": True}, headers=token_for(session, "other", "intake")).status_code == 404
+    refused = client.post(path, json={"passed": False}, headers=hotline)
+    assert refused.status_code == 400 and "理由" in refused.json()["detail"]
+    closed = client.post(path, json={"passed": True, "note": "市民回访满意"}, headers=hotline)
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    assert client.post(path, json={"passed": True}, headers=hotline).status_code == 409  # 已结案
+
+
 def test_the_openapi_document_describes_the_case_endpoints(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     post = spec["paths"]["/api/cases"]["post"]

@@ -94,7 +94,7 @@ def test_the_greening_tasks_say_they_are_a_sample_and_the_office_issues_the_real
     assert duties["greening-monthly"].sample and duties["greening-monthly"].sample.startswith(SAMPLE)
     issue = duties["greening-calendar-issue"]
     assert issue.clause == "三(二)3" and issue.lead == ["city-office"] and issue.assignees == ["city-office"]
-    assert "BYMONTH=12" in issue.recurrence.rrule and issue.inferred and "下一年度" in issue.title
+    assert "BYMONTH=12" in issue.period_rule.rrule and issue.inferred and "下一年度" in issue.title
 
 
 SAMPLE_DUTY = """duties:

@@ -206,6 +206,45 @@ def one_case(case_id: RowId, session: SessionDep, at: NowDep, scope: AnyScopeDep
     return case_out(session, case, at=at, created=False)
 
 
+class VerifyIn(BaseModel):
+    """核查单位的处置：通过即结案；不通过则退回单位重新处置，并通知单位理由。"""
+
+    passed: bool = Field(description="true：核查通过，结案；false：不通过，重新处置")
+    note: Annotated[str, Field(max_length=500, description="核查意见；不通过时必填")] = ""
+
+
+@router.post(
+    "/cases/{case_id}/verify",
+    response_model=CaseOut,
+    responses={
+        404: {"model": Refusal, "description": "案件不存在，或不在该令牌的范围内"},
+        409: {"model": Refusal, "description": "单位尚未报告处置，或案件已结案"},
+        **INVALID,
+    },
+)
+def verify_case(case_id: RowId, body: VerifyIn, session: SessionDep, at: NowDep, scope: AnyScopeDep) -> CaseOut:
+    """核查（上报方或管理人员）：如 12345 热线回访市民后回告结果。"""
+    case = session.get(Case, case_id, populate_existing=True)
+    reported = case is not None and case.reporter in (f"api:{scope.username}", f"user:{scope.username}")
+    if case is None or not _may_see(session, scope, case) or not (reported or scope.manages):
+        raise HTTPException(404, "案件不存在，或不在您的范围内")
+    try:
+        cases.verify(
+            session,
+            context(session),
+            case_id=case_id,
+            passed=body.passed,
+            note=body.note,
+            actor=f"api:{scope.username}",
+            at=at,
+            role=scope.role,
+        )
+    except CaseError as refusal:
+        session.rollback()
+        raise HTTPException(refusal.status, str(refusal)) from None
+    return case_out(session, case, at=at, created=False)
+
+
 def _may_see(session: Session, scope: Scope, case: Case) -> bool:
     """The city sees every case; an account sees the ones it filed, and one with a district its district's."""
     if scope.role == "city" or case.reporter in (f"api:{scope.username}", f"user:{scope.username}"):
