@@ -280,7 +280,7 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
         ("category", "categories", parsed.categories, program.categories),
     )
     for kind, section, items, known in sections:
-        for index, item in enumerate(items):
+        for item, index in zip(items, _raw_positions(raw, section, items), strict=True):
             here = Location(str(path), _line_of(raw, (section, index)))
             previous = program.where.get((kind, item.id))
             if previous is not None:
@@ -291,7 +291,7 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
             node = raw[section][index]
             for field_name, line in node.key_lines.items():
                 program.where[(kind, f"{item.id}.{field_name}")] = Location(str(path), line)
-    for index, unit in enumerate(parsed.units):
+    for unit, index in zip(parsed.units, _raw_positions(raw, "units", parsed.units), strict=True):
         for number, contact in enumerate(unit.contacts):
             line = _line_of(raw, ("units", index, "contacts", number, "url"))
             program.where[("contact", f"{unit.id}/{contact.name}")] = Location(str(path), line)
@@ -416,7 +416,8 @@ def _cross_check(program: Program) -> list[str]:
             for selector in selectors:
                 if not program.resolve(selector) and not program.is_broken("unit", selector):
                     here = program.location("duty", duty.id, field_name)
-                    problems.append(f"{here}: duty {duty.id}: unknown unit or group {selector!r}")
+                    what = "category" if duty.category is not None else "duty"
+                    problems.append(f"{here}: {what} {duty.id}: unknown unit or group {selector!r}")
         problems += _finding_category(program, duty)
         problems += _never_due(program, duty)
         if duty.due.rule == "day_of_period" and duty.due.roll == "none":
@@ -519,6 +520,23 @@ def _error_line(raw: Any, error: Any) -> int:
 
 def _has(node: Any, part: Any) -> bool:
     return part in node if isinstance(node, dict) else isinstance(part, int) and part < len(node)
+
+
+def _raw_positions(raw: Any, section: str, items: list[Any]) -> list[int]:
+    """Where each parsed entry stands in the file. A salvaged file keeps only its valid entries, so the position in
+    the parsed list is not the one in the YAML: each entry is matched, in order, to the next raw entry with its id
+    (a duplicated id to its own second entry)."""
+    entries = raw.get(section) if isinstance(raw, dict) else None
+    entries = entries if isinstance(entries, list) else []
+    positions, start = [], 0
+    for position, item in enumerate(items):
+        found = next(
+            (i for i in range(start, len(entries)) if isinstance(entries[i], dict) and entries[i].get("id") == item.id),
+            None,
+        )
+        positions.append(position if found is None else found)
+        start = start if found is None else found + 1
+    return positions
 
 
 def _line_of(raw: Any, loc: Iterable[Any]) -> int:

@@ -37,3 +37,17 @@ def test_the_corpus_covers_what_the_issue_lists() -> None:
         "quota-zero",
         "never-met",
     } <= names
+
+
+def test_after_a_broken_entry_the_next_entrys_problem_is_at_its_own_line(tmp_path: Path) -> None:
+    """A file with a broken entry is salvaged entry by entry; the entries after it keep their own lines."""
+    text = (Path(__file__).parent / "broken" / "category-unknown-unit.yaml").read_text(encoding="utf-8")
+    broken_first = text.replace(
+        "categories:\n",
+        "categories:\n  - id: first\n    title: 坏的\n    clause: 附件1 第6项 目标2\n    quote: 坏\n"
+        '    deadline: 30 mins\n    units: ["kind:street"]\n    lead: [office]\n',
+    )
+    (tmp_path / "two.yaml").write_text(broken_first, encoding="utf-8")
+    problems = sorted(check(tmp_path), key=lambda p: int(p.split(":")[1]))
+    assert [p.split(": ", 1)[0].rsplit(":", 1)[1] for p in problems] == ["23", "31"], problems
+    assert "not a duration" in problems[0] and "category litter: unknown unit or group 'kind:market'" in problems[1]
