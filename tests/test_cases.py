@@ -6,10 +6,15 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, col
 
-from flows import cases
+from calendars.loader import Program
+from flows import cases, steps
 from flows.cases import Asked, CaseError, NewCase
 from flows.common import Context
+from flows.runtime import make_context
+from flows.steps import confirm
 from notify.receivers import Inbox
+from notify.send import send_apprise
+from store import db
 from store.models import Case, Escalation, Occurrence
 from tests.conftest import local
 
@@ -169,3 +174,53 @@ def test_a_return_goes_back_to_the_dispatcher_and_a_failed_check_reopens(
     assert len(dispatched) == 1 and "wuxing-yuehe-market" in " ".join(
         dispatched[0].recipients
     )  # the reassignment is sent at once
+
+
+def test_the_loop_on_each_database(store: str, program: Program, fresh_inbox: Inbox) -> None:
+    """Filing (idempotent on the caller's id), the 30-minute climb, a 退回 decided and a reassignment, closing: on
+    SQLite and on the real PostgreSQL, where the unique keys and NULLs behave as written."""
+    with db.session_scope() as session:
+        steps.sync_program(session, program, at=local("2026-03-03 08:00"))
+        ctx = make_context(session, program, send=send_apprise)
+        first = _file(session, ctx, external_id="12345-9")
+        assert not _file(session, ctx, external_id="12345-9").created
+        assert _file(session, ctx).created and _file(session, ctx).created  # no external id: each is a case
+        assert cases.supervise(session, ctx, at=local("2026-03-03 09:31")).climbed == 3
+        item_id = first.case.occurrence_id or 0
+        asked = cases.ask(
+            session, ctx, occurrence_id=item_id, asked=Asked("return", "不归本市场"), at=local("2026-03-03 09:40")
+        )
+        cases.decide(
+            session,
+            ctx,
+            request_id=asked.id or 0,
+            approve=True,
+            answer="同意",
+            actor="boss",
+            at=local("2026-03-03 09:45"),
+            role="city",
+        )
+        again = cases.reassign(
+            session,
+            ctx,
+            case_id=first.case.id or 0,
+            unit_id="wuxing-yuehe-market",
+            reason="属月河",
+            actor="boss",
+            at=local("2026-03-03 09:50"),
+        )
+        confirm(
+            session, occurrence_id=again.id or 0, note="已处置", evidence=[], at=local("2026-03-03 10:00"), client="t"
+        )
+        closed = cases.verify(
+            session,
+            ctx,
+            case_id=first.case.id or 0,
+            passed=True,
+            note="",
+            actor="boss",
+            at=local("2026-03-03 10:05"),
+            role="city",
+        )
+        assert closed.closed_at == local("2026-03-03 10:05") and closed.dispatches == 2
+        assert [c.id for c in cases.undispatched(session)] == []
