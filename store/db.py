@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import secrets
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -18,6 +19,8 @@ from sqlmodel import Session, create_engine
 
 from store.models import Setting
 from store.settings import get_settings
+
+POOL_RECYCLE_SECONDS = 1800
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -39,7 +42,10 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # Recycling instead of a ping: pool_pre_ping cost every checkout one more round trip. A connection older than half
+    # an hour is replaced before a server or a firewall drops it; after a database restart, the requests in flight
+    # fail once and SQLAlchemy empties the pool (it invalidates every connection on a disconnect error).
+    return create_engine(url, pool_recycle=POOL_RECYCLE_SECONDS)
 
 
 # ---------------------------------------------------------------- in use (SQLite)
@@ -139,11 +145,30 @@ def create_tables(engine: Engine) -> None:
     from store import migrate
 
     migrate.upgrade(engine)
+    forget_secret(engine)
+
+
+# The generated secret of each engine, once read: it never changes after it is made, and without it every confirmation
+# link paid one more store read. Keyed on the engine, not only its URL: a restore or a new store at the same URL comes
+# with a new engine (get_engine.cache_clear), and create_tables forgets the old value too.
+_SECRETS: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 
 def secret_key(session: Session) -> str:
     """DUTIES_SECRET_KEY, or a key generated once and kept in the store so every process signs alike."""
-    return get_settings().secret_key or _generated_once(session, "secret_key")
+    configured = get_settings().secret_key
+    if configured:
+        return configured
+    engine = session.get_bind().engine
+    known = _SECRETS.get(engine)
+    if known is None:
+        known = _SECRETS[engine] = _generated_once(session, "secret_key")
+    return known
+
+
+def forget_secret(engine: Engine) -> None:
+    """Read the generated secret from the store again next time (the store was created, upgraded or replaced)."""
+    _SECRETS.pop(engine, None)
 
 
 def unannounced_seed(session: Session) -> str:

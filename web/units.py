@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import secrets
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
 from sqlmodel import Session, col
 
 from calendars.loader import CalendarError
@@ -60,35 +60,68 @@ def link_problem(reason: str) -> HTMLResponse:
     return problem_page(status_code, title, message.format(office=office_short()))
 
 
-# The item behind a link with its duty and unit: one query, built once (three lookups by key cost three times as much).
-_ITEM_WITH_DUTY_AND_UNIT = (
-    select(Occurrence, Duty, Unit)
+class Item(NamedTuple):
+    """The item behind a link with everything of it the page shows that one query can fetch."""
+
+    occurrence: Occurrence
+    duty: Duty
+    unit: Unit
+    reports: list[Confirmation]  # oldest first
+    notice: Escalation | None  # the issued notice of its current level
+    case: Case | None  # the case it was dispatched for
+
+
+# One query, built once: the item, its duty and unit, the notice of its level and its case (each at most one row:
+# escalations are unique per item and level), and one row per report. Separate lookups cost a round trip each.
+_ITEM_WITH_REPORTS = (
+    select(Occurrence, Duty, Unit, Escalation, Case, Confirmation)
     .join(Duty, col(Duty.id) == col(Occurrence.duty_id))
     .join(Unit, col(Unit.id) == col(Occurrence.unit_id))
+    .outerjoin(
+        Escalation,
+        and_(
+            col(Occurrence.level) > 0,
+            col(Escalation.occurrence_id) == col(Occurrence.id),
+            col(Escalation.level) == col(Occurrence.level),
+            col(Escalation.status) == "issued",
+        ),
+    )
+    .outerjoin(Case, col(Case.id) == col(Occurrence.case_id))
+    .outerjoin(Confirmation, col(Confirmation.occurrence_id) == col(Occurrence.id))
     .where(col(Occurrence.id) == bindparam("occurrence_id"))
+    .order_by(col(Confirmation.id))
     .execution_options(populate_existing=True)
 )
 
-_REPORTS = (
-    select(Confirmation)
-    .where(col(Confirmation.occurrence_id) == bindparam("occurrence_id"))
-    .order_by(col(Confirmation.id))
-)
+
+def _load_item(session: Session, occurrence_id: int) -> Item | None:
+    rows = session.execute(_ITEM_WITH_REPORTS, {"occurrence_id": occurrence_id}).all()
+    if not rows:
+        return None
+    occurrence, duty, unit, notice, case, _ = rows[0]
+    return Item(occurrence, duty, unit, [row[5] for row in rows if row[5] is not None], notice, case)
 
 
-def _occurrence_for(session: Session, token: str, at: datetime) -> tuple[Occurrence, Duty, Unit]:
+def _reloaded(session: Session, occurrence_id: int) -> Item:
+    """The item again after a change (its state, reports, notice), without checking the token a second time."""
+    item = _load_item(session, occurrence_id)
+    if item is None:  # removed meanwhile
+        raise LinkError("unknown")
+    return item
+
+
+def _occurrence_for(session: Session, token: str, at: datetime) -> Item:
     try:
         claim = read_token(secret_key(session), token, at=at)
     except BadLink as bad:
         raise LinkError(bad.reason) from None
-    found = session.execute(_ITEM_WITH_DUTY_AND_UNIT, {"occurrence_id": claim.occurrence_id}).first()
-    if found is None or found[0].unit_id != claim.unit_id:
+    item = _load_item(session, claim.occurrence_id)
+    if item is None or item.occurrence.unit_id != claim.unit_id:
         raise LinkError("unknown")
-    occurrence, duty, unit = found
     # A revoked item refuses every link, even one of its current version: a manager must re-issue first.
-    if claim.version != occurrence.link_version or occurrence.links_revoked:
+    if claim.version != item.occurrence.link_version or item.occurrence.links_revoked:
         raise LinkError("revoked")
-    return occurrence, duty, unit
+    return item
 
 
 def _confirm_page(
@@ -101,7 +134,7 @@ def _confirm_page(
     amount: str = "",
     error: str = "",
     outcome: str = "",
-    found: tuple[Occurrence, Duty, Unit] | None = None,
+    found: Item | None = None,
     entered: dict[str, str] | None = None,
     filed_case: str = "",
     asked: dict[str, str] | None = None,
@@ -110,13 +143,13 @@ def _confirm_page(
 
     ``entered``: the spot check's fields as the unit filled them in (subject, passed, problem), shown again after
     an error. ``asked``: a refused request's fields (kind, reason, due, review_on) and its ``error``."""
-    occurrence, duty, unit = found or _occurrence_for(session, token, at)
-    reports = list(session.execute(_REPORTS, {"occurrence_id": occurrence.id}).scalars())
+    item = found or _occurrence_for(session, token, at)
+    occurrence, duty, unit, reports = item.occurrence, item.duty, item.unit, item.reports
     subjects = _subjects(session, occurrence, duty, unit)
     response = page(
         "confirm.html",
         status_code,
-        notice=_current_notice(session, occurrence),
+        notice=item.notice,
         ack_path=f"/c/{token}/ack",
         link_base=f"/c/{token}",
         occurrence=occurrence,
@@ -133,11 +166,12 @@ def _confirm_page(
         max_files=photos.MAX_FILES,
         subjects=subjects,
         subject_noun=spot_checks.noun_of(subjects),
-        check_results=spot_checks.results_of(session, occurrence.id or 0),
+        # A check result sits beside one of this item's reports: without a report there is none to look for.
+        check_results=spot_checks.results_of(session, occurrence.id or 0) if reports else [],
         entered=entered or {},
         filed_case=filed_case,
         max_problem=spot_checks.MAX_PROBLEM,
-        **_pushback(session, occurrence, at, asked or {}),
+        **_pushback(session, item, at, asked or {}),
     )
     if outcome:
         response.headers["X-Duties-Outcome"] = outcome
@@ -168,14 +202,14 @@ def post_confirmation(
 ) -> HTMLResponse:
     """A report; a spot check that rates units also says which one it checked and what it found (``subject``,
     ``passed`` 1 or 0, ``problem``, required when 0)."""
-    occurrence, duty, unit = _occurrence_for(session, token, at)
+    found = _occurrence_for(session, token, at)
+    occurrence, duty, unit = found.occurrence, found.duty, found.unit
     quantity, problem = _read_amount(amount, is_target=duty.kind == "target" and occurrence.finding_id is None)
     subjects = _subjects(session, occurrence, duty, unit)
     check, check_refusal = spot_checks.read_check(subjects, subject, passed, check_problem) if subjects else (None, "")
     uploaded, photo_problem = photos.read_photos(note, [f for f in (evidence or []) if f.filename])
     problem = problem or check_refusal or photo_problem
     if problem:  # show the form again with what the unit typed, so nothing entered is lost
-        found = (occurrence, duty, unit)
         entered = {"subject": subject, "passed": passed, "problem": check_problem}
         return _confirm_page(
             session, token, at, status_code=400, note=note, amount=amount, error=problem, found=found, entered=entered
@@ -209,17 +243,19 @@ def post_confirmation(
             photos_gps=gps,
             at=at,
         )
-    session.refresh(occurrence)  # its new state; the token was checked above and need not be read again
-    return _confirm_page(session, token, at, outcome=outcome, found=(occurrence, duty, unit), filed_case=filed)
+    # Its new state and reports; the token was checked above and need not be read again.
+    found = _reloaded(session, occurrence.id or 0)
+    return _confirm_page(session, token, at, outcome=outcome, found=found, filed_case=filed)
 
 
 @router.post("/c/{token}/ack", response_class=HTMLResponse)
 def acknowledge_notice(token: str, session: SessionDep, at: NowDep) -> HTMLResponse:
     """收到: the unit has read the notice of the item's current level. Stops its repeats, not its clock."""
-    occurrence, _, unit = _occurrence_for(session, token, at)
-    done = ladder.acknowledge(session, occurrence_id=occurrence.id or 0, actor=f"unit:{unit.id}", at=at)
-    session.expire_all()
-    return _confirm_page(session, token, at, outcome="acknowledged" if done else "already")
+    found = _occurrence_for(session, token, at)
+    occurrence_id = found.occurrence.id or 0
+    done = ladder.acknowledge(session, occurrence_id=occurrence_id, actor=f"unit:{found.unit.id}", at=at)
+    found = _reloaded(session, occurrence_id)
+    return _confirm_page(session, token, at, outcome="acknowledged" if done else "already", found=found)
 
 
 ASKED_NOTICE = "已提交，等待审批；审批前请照常处置，时限照常计算。"
@@ -239,18 +275,18 @@ def post_request(
 ) -> HTMLResponse:
     """退回, 延期申请 or 挂账申请 on this item: it waits for a manager (flows.cases.ask). The same form twice is one
     request (``already``); a refusal shows the page again, 400, with what the unit typed."""
-    occurrence, duty, unit = _occurrence_for(session, token, at)
-    found = (occurrence, duty, unit)
+    occurrence_id = _occurrence_for(session, token, at).occurrence.id or 0
     typed = {"kind": kind, "reason": reason, "due": due, "review_on": review_on}
     try:
         asked = Asked(kind, reason, _asked_due(due, kind), _asked_day(review_on, kind), form_id)
-        earlier = bool(form_id) and _asked_before(session, occurrence.id or 0, form_id)
-        cases.ask(session, context(session), occurrence_id=occurrence.id or 0, asked=asked, at=at)
+        earlier = bool(form_id) and _asked_before(session, occurrence_id, form_id)
+        cases.ask(session, context(session), occurrence_id=occurrence_id, asked=asked, at=at)
     except CaseError as refusal:
         session.rollback()
         status = refusal.status if refusal.status in (400, 409) else 400
+        found = _reloaded(session, occurrence_id)
         return _confirm_page(session, token, at, status_code=status, found=found, asked=typed | {"error": str(refusal)})
-    session.refresh(occurrence)
+    found = _reloaded(session, occurrence_id)
     return _confirm_page(session, token, at, outcome="already" if earlier else "requested", found=found)
 
 
@@ -286,17 +322,15 @@ def _asked_before(session: Session, occurrence_id: int, form_id: str) -> bool:
 @router.get("/c/{token}/photos/{name}")
 def case_photo(token: str, name: str, session: SessionDep, at: NowDep, thumb: bool = False) -> Response:
     """A photo of this item's case as found, or of this item's reports: nothing else, whatever the name."""
-    occurrence, _, _ = _occurrence_for(session, token, at)
-    reports = list(session.execute(_REPORTS, {"occurrence_id": occurrence.id}).scalars())
-    case = session.get(Case, occurrence.case_id) if occurrence.case_id else None
-    allowed = {n for report in reports for n in report.evidence} | set(case.photos if case else [])
+    item = _occurrence_for(session, token, at)
+    allowed = {n for report in item.reports for n in report.evidence} | set(item.case.photos if item.case else [])
     return case_views.serve_photo(name, allowed, thumb=thumb)
 
 
-def _pushback(session: Session, occurrence: Occurrence, at: datetime, asked: dict[str, str]) -> dict[str, Any]:
+def _pushback(session: Session, item: Item, at: datetime, asked: dict[str, str]) -> dict[str, Any]:
     """What the page shows of the item's case and of the unit's requests: the case as found, the time left, the
     waiting request (its forms hidden) and the decided ones with their answers."""
-    case = session.get(Case, occurrence.case_id) if occurrence.case_id else None
+    occurrence, case = item.occurrence, item.case
     requests = case_views.requests_of(session, occurrence.id or 0)
     waiting = next((r for r in requests if r.status == "open"), None)
     zone = get_settings().zone
@@ -336,18 +370,6 @@ def _subjects(session: Session, occurrence: Occurrence, duty: Duty, unit: Unit) 
     except CalendarError:  # the unit can still record its check; it names no market until the calendars are fixed
         return []
     return spot_checks.subjects_for(session, known, selectors, unit)
-
-
-def _current_notice(session: Session, occurrence: Occurrence) -> Escalation | None:
-    """The issued notice of the item's current level, if there is one."""
-    if occurrence.level == 0:
-        return None
-    query = select(Escalation).where(
-        col(Escalation.occurrence_id) == occurrence.id,
-        col(Escalation.level) == occurrence.level,
-        col(Escalation.status) == "issued",
-    )
-    return session.execute(query).scalar_one_or_none()
 
 
 @router.get("/u/{token}", response_class=HTMLResponse)
