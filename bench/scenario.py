@@ -28,7 +28,17 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "calendars" / "huzhou"
-PROGRAMME_FILES = ("duties", "ladders", "assessment", "sites", "targets", "oversight", "deliverables")
+PROGRAMME_FILES = (
+    "programme",
+    "cases",
+    "duties",
+    "ladders",
+    "assessment",
+    "sites",
+    "targets",
+    "oversight",
+    "deliverables",
+)
 DISTRICT_OFFICE = "district_office"
 DEFAULT_HOOK = "json://127.0.0.1:9/duties"  # port 9 (discard): the benchmarks send through a stub, never here
 

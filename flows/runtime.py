@@ -8,7 +8,8 @@ from pathlib import Path
 import pendulum
 from sqlmodel import Session
 
-from calendars.loader import Program, load_program
+from calendars import compiled
+from calendars.loader import Program
 from flows.steps import Context
 from notify.send import Sender, send_apprise
 from store.db import secret_key, unannounced_seed
@@ -33,13 +34,18 @@ def now() -> datetime:
 
 
 def load_calendars() -> Program:
-    """The calendars, parsed again only when a file under the folder changed (each tick asks for them)."""
-    root = get_settings().calendars
+    """The calendars, parsed again only when a file under the folder changed (each tick asks for them).
+
+    Within a process the files' times and sizes tell; across processes the compiled programme in the var folder,
+    keyed on the files' bytes, spares each command the parse (calendars/compiled.py).
+    """
+    settings = get_settings()
+    root = settings.calendars
     stamp = _stamp(root)
     cached = _LOADED.get(root)
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    program = load_program(root)
+    program = compiled.load(root, settings.var_dir)
     _LOADED[root] = (stamp, program)
     return program
 

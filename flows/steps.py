@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -222,18 +222,14 @@ def plan_report(
     report = PlanReport()
     if only is None:  # cheap when nothing changed: the stored basis of the ledger's dates is compared first
         report.moves = redate(session, ctx, at=at, dry_run=dry_run)
+    # When the remembered range already covers the request there is no window: no duty is expanded, no row built.
     for window_start, window_end in _unplanned_windows(planned, start, end):
-        rows = [
-            row
-            for duty in ctx.program.duties.values()
-            if duty.category is None and (only is None or duty.id in only)
-            for row in _duty_rows(session, ctx, duty, window_start, window_end, at=at)
-        ]
-        if backlog is not None:
-            report.backlog += _mark_backlog(rows, backlog, at)
-        if not dry_run:
-            insert_ignoring_conflicts(session, Occurrence, rows)
-        report.added += len(rows)
+        for rows in _chunks(_window_rows(session, ctx, window_start, window_end, only, at=at), PLAN_CHUNK):
+            if backlog is not None:
+                report.backlog += _mark_backlog(rows, backlog, at)
+            if not dry_run:
+                insert_ignoring_conflicts(session, Occurrence, rows)
+            report.added += len(rows)
     if dry_run:
         session.rollback()
         return report
@@ -243,6 +239,30 @@ def plan_report(
         _remember_planned(session, marker, planned, start, end)
     session.commit()
     return report
+
+
+# Rows written per statement: a year for 100,000 units is two million rows, about 2 GB as dicts at once; in chunks
+# the planner's memory stays flat, and executemany gains little beyond a few thousand rows.
+PLAN_CHUNK = 5_000
+
+
+def _window_rows(
+    session: Session, ctx: Context, start: date, end: date, only: Collection[str] | None, *, at: datetime
+) -> Iterator[Row]:
+    for duty in ctx.program.duties.values():
+        if duty.category is None and (only is None or duty.id in only):
+            yield from _duty_rows(session, ctx, duty, start, end, at=at)
+
+
+def _chunks(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    chunk: list[Row] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _mark_backlog(rows: list[Row], policy: str, at: datetime) -> int:
@@ -318,20 +338,21 @@ def _remember_planned(session: Session, marker: str, planned: tuple[date, date] 
     put_value(session, key=PLANNED_RANGE, value=json.dumps(value))
 
 
-def _duty_rows(session: Session, ctx: Context, duty: DutySpec, start: date, end: date, *, at: datetime) -> list[Row]:
-    """New occurrence rows of one duty: the periods each assignee has not been planned for yet."""
+def _duty_rows(
+    session: Session, ctx: Context, duty: DutySpec, start: date, end: date, *, at: datetime
+) -> Iterator[Row]:
+    """New occurrence rows of one duty: the periods each assignee has not been planned for yet. Yielded, so a duty
+    with 100,000 assignees is written in chunks, not held whole."""
     groups = _period_groups(ctx, duty, start, end)
     planned = _planned_keys(session, duty.id, {period.key for _, periods in groups for period in periods})
     grace = ctx.program.ladders[duty.ladder].grace_workdays
-    rows = []
     for units, periods in groups:
         for period in periods:
             shared: Row | None = None  # what all units of a period share is computed once, not once per unit
             for unit_id in units:
                 if (unit_id, period.key) not in planned:
                     shared = shared or occurrence_row(ctx, duty, grace, period, at)
-                    rows.append({**shared, "unit_id": unit_id})
-    return rows
+                    yield {**shared, "unit_id": unit_id}
 
 
 def _period_groups(ctx: Context, duty: DutySpec, start: date, end: date) -> list[tuple[list[str], list[Period]]]:
