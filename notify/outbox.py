@@ -3,12 +3,12 @@
 pending → claimed (held with a lease) → sending (committed just before its own send) → sent | retry (backoff with
 jitter, up to max_attempts) | failed | unknown.
 
-Only the row in flight can be uncertain. A dispatcher that dies leaves at most one ``sending`` row behind, and
-``claimed`` rows that provably never started. Once their lease has expired, claimed rows are sent again; a sending
-row is resent where the receiver dedupes by idempotency key (webhooks) and marked ``unknown`` elsewhere, for a
-person to decide. A dispatcher asked to stop (SIGTERM, a service stop) finishes the send in flight and hands the
-rest of its batch back at once. Several dispatchers may run at once: each row is claimed with a conditional update,
-so one of them sends it.
+Only the rows in flight can be uncertain. A dispatcher sends up to DUTIES_SEND_CONCURRENCY messages at once (default
+8; 1 sends them one by one), so one that dies leaves at most that many ``sending`` rows behind, and ``claimed`` rows
+that provably never started. Once their lease has expired, claimed rows are sent again; a sending row is resent where
+the receiver dedupes by idempotency key (webhooks) and marked ``unknown`` elsewhere, for a person to decide. A
+dispatcher asked to stop (SIGTERM, a service stop) finishes the sends in flight and hands the rest of its batch back
+at once. Several dispatchers may run at once: each row is claimed with a conditional update, so one of them sends it.
 """
 
 from __future__ import annotations
@@ -18,23 +18,30 @@ import random
 import signal
 import sys
 import threading
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import bindparam, or_, select, update
 from sqlmodel import Session
 
-from notify.send import KEYED_SCHEMES, Sender
+from notify.send import KEYED_SCHEMES, Outcome, Sender
 from store.models import Contact, Delivery, Unit
 from store.queries import audit, claim, insert_ignoring_conflicts
+from store.settings import get_settings
 
 LEASE = timedelta(minutes=10)
 FIRST_BACKOFF = timedelta(minutes=1)
 MAX_BACKOFF = timedelta(hours=2)
-CLAIM = 20  # rows a dispatcher holds at once: 20 sends at their worst timeouts (15 s) fit in the lease
+# Rows claimed at a time. A dispatcher holds at most CLAIM × min(concurrency, per host) waiting rows: even all to one
+# host, each of its places sends at most 20 of them one after another, and 20 sends at their worst timeouts (15 s) fit
+# in the lease.
+CLAIM = 20
 # Messages a bot accepts per window: DingTalk custom bots and WeCom group bots allow 20 a minute, Feishu 100.
 RATE_LIMITS = {
     "dingtalk": (20, timedelta(minutes=1)),
@@ -134,33 +141,229 @@ def dispatch(
     limit: int | None = None,
     stop: Callable[[], bool] | None = None,
     only: list[int] | None = None,
+    concurrency: int | None = None,
 ) -> DispatchReport:
     """Send what is due: pending rows and retries whose time has come. Returns what happened to them.
 
     ``only``: just these rows, if they are due (a case's first message, sent in the request that filed it); the rows
     are claimed as always, so a dispatcher running at the same moment sends each of them once.
 
-    ``stop`` is asked before every send: when it says yes, the rest of the claimed batch is handed back unsent.
-    Without one, SIGTERM and SIGINT raise it (``stopping_on_signals``), and the process then exits.
+    ``concurrency`` (default DUTIES_SEND_CONCURRENCY): messages in flight at once, through a pool of threads that only
+    send; this thread claims, marks and records. 1 sends one by one in this thread.
+
+    ``stop`` is asked before every send: when it says yes, the sends in flight finish and are recorded, and the rest
+    of the claimed rows are handed back unsent. Without one, SIGTERM and SIGINT raise it (``stopping_on_signals``),
+    and the process then exits.
     """
     if stop is None:
         with stopping_on_signals() as signalled:
-            return dispatch(session, send, at=at, limit=limit, stop=signalled, only=only)
+            return dispatch(session, send, at=at, limit=limit, stop=signalled, only=only, concurrency=concurrency)
+    settings = get_settings()
+    workers = concurrency or settings.send_concurrency
+    if only is not None:
+        workers = max(1, min(workers, len(only)))  # a case's one message: sent in this thread, no pool
     report = DispatchReport(recovered=recover_expired(session, at=at))
-    done = 0
-    while (limit is None or done < limit) and not stop():
-        claimed = _claim_batch(session, at, CLAIM if limit is None else min(CLAIM, limit - done), only=only)
-        if not claimed:
-            break
-        for position, (delivery, contact) in enumerate(_load(session, claimed)):
-            if stop():
-                report.released = _release(session, claimed[position:])
-                break
-            outcome = _deliver(session, send, delivery, contact, at=at)
-            setattr(report, outcome, getattr(report, outcome) + 1)
-        session.commit()  # the batch's last outcome
-        done += len(claimed)
+    with _pool(workers) as pool:
+        _Batch(session, send, pool, at=at, workers=workers, per_host=settings.send_per_host).run(
+            report, limit=limit, stop=stop, only=only
+        )
     return report
+
+
+@contextmanager
+def _pool(workers: int) -> Iterator[Executor]:
+    """Threads that only send, or this thread itself for one at a time (today's sequential path, no thread hop)."""
+    if workers == 1:
+        yield _InThisThread()
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="duties-send") as pool:
+        yield pool
+
+
+class _InThisThread(Executor):
+    """An executor that runs each call at once, in the caller's thread."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the caller through the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+
+@dataclass
+class _Row:
+    """A claimed delivery with what the limits need, worked out once when it is claimed."""
+
+    delivery: Delivery
+    contact: Contact | None
+    host: str = ""
+    bot: str = ""  # the URL of a rate-limited bot, else empty
+
+    @classmethod
+    def of(cls, delivery: Delivery, contact: Contact | None) -> _Row:
+        if contact is None:
+            return cls(delivery, None)
+        return cls(delivery, contact, host_of(contact.url), contact.url if contact.channel in RATE_LIMITS else "")
+
+
+class _Batch:
+    """One dispatch: claimed rows wait in ``ready``; those in ``flying`` are being sent by the pool.
+
+    Only this thread touches the session, so SQLite sees one writer and every write is short. A row is marked
+    ``sending`` and committed before its send is submitted; its outcome is recorded when the send returns and
+    committed at the next wake-up. A kill therefore leaves at most ``workers`` rows uncertain: the ones in flight.
+    Limits within the batch: at most ``per_host`` sends to one host at once, and a rate-limited bot (DingTalk, WeCom,
+    Feishu) gets one send at a time, each counted against its per-minute quota before it starts.
+    """
+
+    def __init__(self, session: Session, send: Sender, pool: Executor, *, at: datetime, workers: int, per_host: int):
+        self.session, self.send, self.pool, self.at = session, send, pool, at
+        self.workers, self.per_host = workers, per_host
+        self.ready: deque[_Row] = deque()
+        self.flying: dict[Future[Outcome | None], _Row] = {}
+        self.hosts: Counter[str] = Counter()
+        self.bots: set[str] = set()  # rate-limited bots with a send in flight
+        self.claimed = 0
+        self.drained = False  # the last claim found fewer rows than it asked for
+        self.stopping = False
+        self.error: BaseException | None = None
+
+    def run(
+        self, report: DispatchReport, *, limit: int | None, stop: Callable[[], bool], only: list[int] | None
+    ) -> None:
+        done: set[Future[Outcome | None]] = set()
+        while True:
+            for future in done:
+                self._count(report, self._finish(future))
+            claimed = self._refill(limit, only)
+            self._launch(report, stop)
+            if not self.flying:
+                self.session.commit()  # the last outcomes
+                if self.ready or (claimed and not self.stopping):
+                    done = set()
+                    continue  # all claimed rows were deferred or skipped: look for more
+                break
+            done, _ = wait(self.flying, return_when=FIRST_COMPLETED)
+        if self.error is not None:
+            raise self.error
+
+    def _refill(self, limit: int | None, only: list[int] | None) -> int:
+        """Claim more rows when the ready ones cannot fill the free places; the number claimed."""
+        idle = not self.flying and not self.ready
+        if self.stopping or (self.drained and not idle):  # a failover may have queued rows: look again when idle
+            return 0
+        enough = len(self.ready) >= CLAIM * min(self.workers, self.per_host)  # see CLAIM: the lease must cover them
+        if enough or self._startable(self.workers - len(self.flying)):
+            return 0
+        size = CLAIM if limit is None else min(CLAIM, limit - self.claimed)
+        if size <= 0:
+            return 0
+        ids = _claim_batch(self.session, self.at, size, only=only)
+        self.claimed += len(ids)
+        self.drained = len(ids) < size
+        self.ready.extend(_Row.of(delivery, contact) for delivery, contact in (_load(self.session, ids) if ids else []))
+        return len(ids)
+
+    def _startable(self, wanted: int) -> bool:
+        """Whether at least ``wanted`` ready rows could start now."""
+        found = 0
+        for row in self.ready:
+            if found >= wanted:
+                break
+            found += self._may_start(row)
+        return found >= wanted
+
+    def _launch(self, report: DispatchReport, stop: Callable[[], bool]) -> None:
+        """Start what fits: mark each row sending, commit them together, then hand them to the pool."""
+        starting: list[_Row] = []
+        waiting: list[_Row] = []
+        while self.ready and len(self.flying) + len(starting) < self.workers:
+            if not self.stopping and stop():
+                self.stopping = True
+            if self.stopping:
+                break
+            row = self.ready.popleft()
+            if not self._may_start(row):
+                waiting.append(row)
+                continue
+            outcome = self._begin(row)
+            if outcome is None:
+                starting.append(row)
+                self._hold(row, +1)
+            else:
+                self._count(report, outcome)
+        self.ready.extendleft(reversed(waiting))
+        if self.stopping and self.ready:
+            report.released += _release(self.session, [row.delivery.id or 0 for row in self.ready])
+            self.ready.clear()
+        self.session.commit()  # the rows about to be sent are durably "sending", with the outcomes recorded so far
+        for row in starting:
+            self.flying[self.pool.submit(self._send, row)] = row
+
+    def _send(self, row: _Row) -> Outcome | None:
+        """In a sending thread: no session here."""
+        if row.contact is None:
+            return None
+        return self.send(row.contact.url, row.delivery.title, row.delivery.body, key=row.delivery.idempotency_key)
+
+    def _may_start(self, row: _Row) -> bool:
+        return row.bot not in self.bots and self.hosts[row.host] < self.per_host
+
+    def _hold(self, row: _Row, change: int) -> None:
+        self.hosts[row.host] += change
+        if row.bot:
+            (self.bots.add if change > 0 else self.bots.discard)(row.bot)
+
+    def _begin(self, row: _Row) -> str | None:
+        """Mark the row as in flight (uncommitted yet), or say why it is not sent now: retry (the bot's quota is used
+        up this minute; no attempt spent) or skipped (our lease expired and another dispatcher took the row over)."""
+        delivery_id = row.delivery.id or 0
+        free_at = _rate_limit_free_at(self.session, row.contact, self.at) if row.bot and row.contact else None
+        if free_at is not None:
+            deferred = {
+                "status": "retry",
+                "next_attempt_at": free_at,
+                "lease_until": None,
+                "log": f"rate limit: wait until {free_at.isoformat()}",
+            }
+            _record(self.session, delivery_id, deferred)
+            return "retry"
+        started = self.session.connection().execute(_START, {"delivery_id": delivery_id}).rowcount == 1
+        return None if started else "skipped"
+
+    def _finish(self, future: Future[Outcome | None]) -> str:
+        """Record a returned send's outcome (committed at the next wake-up); the outcome's name."""
+        row = self.flying.pop(future)
+        self._hold(row, -1)
+        try:
+            outcome = future.result()
+        except Exception as exc:  # a sender that raised: the row stays "sending", as after a crash
+            self.error = self.error or exc
+            self.stopping = True
+            return "unknown"
+        return _conclude(self.session, row.delivery, row.contact, outcome, at=self.at)
+
+    @staticmethod
+    def _count(report: DispatchReport, outcome: str) -> None:
+        setattr(report, outcome, getattr(report, outcome) + 1)
+
+
+def host_of(url: str) -> str:
+    """The host a contact's messages go to, for the per-host limit: a bot's ``?base=`` or its cloud, else the URL's."""
+    parts = urlsplit(url)
+    base = parse_qs(parts.query).get("base")
+    if base:
+        return urlsplit(base[0]).netloc.lower()
+    cloud = CLOUDS.get(parts.scheme.lower())
+    if cloud:
+        return cloud
+    return parts.netloc.rsplit("@", 1)[-1].lower()
+
+
+# Bots name only a token in their URL; their messages all go to their cloud's host.
+CLOUDS = {"dingtalk": "oapi.dingtalk.com", "wecombot": "qyapi.weixin.qq.com", "feishu": "open.feishu.cn"}
 
 
 @contextmanager
@@ -225,23 +428,13 @@ def _claim_batch(session: Session, at: datetime, size: int, *, only: list[int] |
     return ids
 
 
-def _deliver(session: Session, send: Sender, delivery: Delivery, contact: Contact | None, *, at: datetime) -> str:
-    """Send one claimed delivery and record the outcome. Returns it: sent, retry, failed, unknown or skipped."""
+def _conclude(
+    session: Session, delivery: Delivery, contact: Contact | None, outcome: Outcome | None, *, at: datetime
+) -> str:
+    """Record a send's outcome (``None``: the contact was removed). Returns the status: sent, retry, failed or
+    unknown."""
     delivery_id = delivery.id or 0
-    free_at = _rate_limit_free_at(session, contact, at) if contact else None
-    if free_at is not None:  # the bot's quota for this minute is used: wait without spending an attempt
-        deferred = {
-            "status": "retry",
-            "next_attempt_at": free_at,
-            "lease_until": None,
-            "log": f"rate limit: wait until {free_at.isoformat()}",
-        }
-        _record(session, delivery_id, deferred)
-        return "retry"
-    if not _start(session, delivery_id):
-        return "skipped"  # our lease expired and another dispatcher took the row over
     attempts = delivery.attempts + 1
-    outcome = send(contact.url, delivery.title, delivery.body, key=delivery.idempotency_key) if contact else None
     status = outcome.status if outcome else "failed"
     if status == "retry" and attempts >= delivery.max_attempts:
         status = "failed"
@@ -268,17 +461,6 @@ _START = (
     .where(_TABLE.c.id == bindparam("delivery_id"), _TABLE.c.status == "claimed")
     .values(status="sending", attempts=_TABLE.c.attempts + 1)
 )
-
-
-def _start(session: Session, delivery_id: int) -> bool:
-    """Mark the row as in flight and commit, immediately before its send: only this row can now be uncertain.
-
-    The same commit makes the previous row's outcome durable, so a message costs one commit, as before. False when
-    the row is no longer ours to send.
-    """
-    started = session.connection().execute(_START, {"delivery_id": delivery_id}).rowcount == 1
-    session.commit()
-    return started
 
 
 def _record(session: Session, delivery_id: int, values: dict[str, Any]) -> None:
@@ -333,22 +515,25 @@ def _fail_over(session: Session, delivery: Delivery, contact: Contact, *, at: da
 def _rate_limit_free_at(session: Session, contact: Contact, at: datetime) -> datetime | None:
     """When the bot behind this contact may take another message, if its per-minute quota is used up now.
 
-    Counted over the deliveries recorded as sent to the same URL, so several dispatchers share one quota.
+    Counted over the deliveries to the same URL recorded as sent, and those in flight now (counted as sent at ``at``):
+    several dispatchers share one quota.
     """
     limit = RATE_LIMITS.get(contact.channel)
     if limit is None:
         return None
     count, window = limit
     col, contacts = Delivery.__table__.c, Contact.__table__.c  # type: ignore[attr-defined]
-    recent = list(
-        session.execute(
+    counted = ((col.status == "sent") & (col.sent_at > at - window)) | (col.status == "sending")
+    recent = [
+        sent_at or at  # in flight: it will count as sent now
+        for sent_at in session.execute(
             select(col.sent_at)
             .join(Contact.__table__, contacts.id == col.contact_id)  # type: ignore[attr-defined]
-            .where(contacts.url == contact.url, col.status == "sent", col.sent_at > at - window)
-            .order_by(col.sent_at.desc())
+            .where(contacts.url == contact.url, counted)
+            .order_by(col.sent_at.desc().nulls_first())
             .limit(count)
         ).scalars()
-    )
+    ]
     if len(recent) < count:
         return None
     return min(recent) + window

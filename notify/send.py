@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,11 +73,13 @@ class _Recorder(logging.Filter):
     Installed once instead of apprise's LogCapture per message: that formats every DEBUG line apprise writes, which
     cost a third of the sending time. The "Socket Exception" DEBUG line is kept because only it tells a read timeout
     (the message may have arrived) from a refused connection (it did not). A context variable finds the right call's
-    list, also from a thread that copied the caller's context.
+    list: each sending thread has its own, so calls in several threads at once each keep only their own lines.
 
     A filter on the apprise logger rather than a handler: it sees each record first, keeps what the delivery's log
     needs, and lets on only what the logger would have let on without our DEBUG level, so a worker's console is not
-    flooded with apprise's DEBUG lines while we record them.
+    flooded with apprise's DEBUG lines while we record them. The logger's level is shared by all threads: the first
+    call to start recording lowers it to DEBUG and the last one to finish puts it back, so one thread finishing never
+    silences another's DEBUG lines, nor leaves the level at DEBUG.
     """
 
     def __init__(self) -> None:
@@ -84,6 +87,9 @@ class _Recorder(logging.Filter):
         self.lines: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("duties_send_log", default=None)
         self.passing = logging.WARNING
         self.formatter = logging.Formatter("%(asctime)s - %(levelname)s - %(message)s")
+        self._lock = threading.Lock()
+        self._recording = 0  # calls recording now, in all threads
+        self._previous = logging.NOTSET  # the logger's own level before the first of them
 
     def filter(self, record: logging.LogRecord) -> bool:
         lines = self.lines.get()
@@ -93,17 +99,29 @@ class _Recorder(logging.Filter):
 
     @contextmanager
     def recording(self) -> Iterator[list[str]]:
-        logger = logging.getLogger("apprise")
-        previous = logger.level
-        self.passing = logger.getEffectiveLevel()
-        logger.setLevel(logging.DEBUG)
         lines: list[str] = []
         token = self.lines.set(lines)
+        self._enter()
         try:
             yield lines
         finally:
+            self._leave()
             self.lines.reset(token)
-            logger.setLevel(previous)
+
+    def _enter(self) -> None:
+        with self._lock:
+            if self._recording == 0:
+                logger = logging.getLogger("apprise")
+                self._previous = logger.level
+                self.passing = logger.getEffectiveLevel()
+                logger.setLevel(logging.DEBUG)
+            self._recording += 1
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._recording -= 1
+            if self._recording == 0:
+                logging.getLogger("apprise").setLevel(self._previous)
 
 
 _RECORDER = _Recorder()

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     plan_horizon_days: int = Field(default=62, ge=1, le=3660)
     link_valid_days: int = Field(default=90, ge=1)
     send_windows: bool = Field(default=True, description="False sends at any hour (the local demo does)")
+    send_concurrency: int = Field(default=8, ge=1, le=64, description="Messages the outbox sends at once; 1: in turn")
+    send_per_host: int = Field(default=8, ge=1, le=64, description="Of those, at most this many to one host at once")
     prefect_port: int = Field(default=4200, description="Port of the local Prefect server `duties serve` starts")
     pdf_font: str = Field(
         default="",

@@ -150,8 +150,12 @@ def outbox_states(session: Session) -> dict[str, str]:
     return dict(session.execute(query).tuples().all())
 
 
-def test_killing_the_dispatcher_strands_only_the_message_in_flight(sqlite_store: str, fresh_inbox: Inbox) -> None:
-    """Bots and mailboxes do not dedupe: a kill may leave one message uncertain, never its whole batch."""
+def test_killing_the_dispatcher_strands_only_the_message_in_flight(
+    sqlite_store: str, fresh_inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bots and mailboxes do not dedupe: a kill may leave one message uncertain, never its whole batch. One at a time
+    here; tests/test_parallel_dispatch.py kills dispatchers that send several at once."""
+    monkeypatch.setenv("DUTIES_SEND_CONCURRENCY", "1")
     count, kills = 120, 0
     with db.session_scope() as session:
         fill_with_bots_and_mail(session, fresh_inbox, count)
