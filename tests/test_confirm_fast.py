@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -119,7 +120,9 @@ def test_the_page_shows_every_report_once_in_order_from_the_query_that_finds_the
     assert page.status_code == 200
     assert page.text.count("第一次：已清扫") == 1 and page.text.count("第二次：补充照片说明") == 1
     assert page.text.index("第一次：已清扫") < page.text.index("第二次：补充照片说明")
-    reading_reports = [s for s in seen if s.startswith("SELECT") and "confirmation" in s.split(" FROM ")[1]]
+    reading_reports = [
+        s for s in seen if s.startswith("SELECT") and ("JOIN confirmation" in s or "FROM confirmation" in s)
+    ]
     assert len(reading_reports) == 1 and "JOIN unit" in reading_reports[0]
 
 
@@ -159,6 +162,39 @@ def test_postgresql_connections_are_recycled_by_age_not_pinged(
     assert _backend_pids(aged)[0] != _backend_pids(aged)[1]  # older than it (age 0): replaced at the next checkout
     kept.dispose()
     aged.dispose()
+
+
+def test_on_postgresql_a_page_reads_outside_a_transaction_and_hands_its_connection_back_as_it_was(
+    store: str, program: Program
+) -> None:
+    if not store.startswith("postgresql"):
+        pytest.skip("only PostgreSQL pays a round trip for BEGIN and ROLLBACK")
+    with db.session_scope() as session:
+        steps.sync_program(session, program, at=local("2026-01-01T00:00"))
+        ctx = runtime.make_context(session, program)
+        item = _planned_item(session, ctx)
+        path = _path(session, ctx, item, local("2026-02-03T10:00"))
+    states: list[tuple[str, str]] = []
+
+    def record(conn: Any, _cursor: object, statement: str, *_rest: object) -> None:
+        states.append((statement.split()[0], conn.connection.driver_connection.info.transaction_status.name))
+
+    engine = db.get_engine()
+    event.listen(engine, "after_cursor_execute", record)
+    with _client(local("2026-02-03T10:00")) as client:
+        shown = client.get(path)
+        reads = list(states)
+        states.clear()
+        posted = client.post(path, data={"note": "已完成", "form_id": "pg-1"})
+    event.remove(engine, "after_cursor_execute", record)
+    assert shown.status_code == posted.status_code == 200 and "已完成" in posted.text
+    assert reads and {state for _, state in reads} == {"IDLE"}  # no transaction left open after each query
+    writes = [state for kind, state in states if kind in ("INSERT", "UPDATE")]
+    assert writes and set(writes) == {"INTRANS"}  # the confirmation itself is still one transaction
+    with engine.connect() as connection:  # the pooled connection is back in its usual mode: a rollback undoes
+        connection.execute(update(Setting).values(value="not kept"))
+        connection.rollback()
+        assert "not kept" not in connection.execute(select(col(Setting.value))).scalars().all()
 
 
 # ---------------------------------------------------------------- helpers

@@ -12,7 +12,7 @@ from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, exists, select
 from sqlmodel import Session, col
 
 from calendars.loader import CalendarError
@@ -24,6 +24,7 @@ from store.models import (
     REQUEST_KINDS,
     REQUEST_STATES,
     Case,
+    CheckResult,
     Confirmation,
     Duty,
     Escalation,
@@ -69,12 +70,17 @@ class Item(NamedTuple):
     reports: list[Confirmation]  # oldest first
     notice: Escalation | None  # the issued notice of its current level
     case: Case | None  # the case it was dispatched for
+    asked: bool  # the unit has made a request (退回, 延期, 挂账) on it: only then are they read
+    checked: bool  # a spot check's results were recorded on it: only then are they read
 
 
 # One query, built once: the item, its duty and unit, the notice of its level and its case (each at most one row:
-# escalations are unique per item and level), and one row per report. Separate lookups cost a round trip each.
+# escalations are unique per item and level), whether the unit asked anything, and one row per report. Separate
+# lookups cost a round trip each, and under 50 clients the round trips, not the Python, made the page wait.
+_ASKED = exists().where(col(UnitRequest.occurrence_id) == col(Occurrence.id)).label("asked")
+_CHECKED = exists().where(col(CheckResult.occurrence_id) == col(Occurrence.id)).label("checked")
 _ITEM_WITH_REPORTS = (
-    select(Occurrence, Duty, Unit, Escalation, Case, Confirmation)
+    select(Occurrence, Duty, Unit, Escalation, Case, Confirmation, _ASKED, _CHECKED)
     .join(Duty, col(Duty.id) == col(Occurrence.duty_id))
     .join(Unit, col(Unit.id) == col(Occurrence.unit_id))
     .outerjoin(
@@ -98,8 +104,9 @@ def _load_item(session: Session, occurrence_id: int) -> Item | None:
     rows = session.execute(_ITEM_WITH_REPORTS, {"occurrence_id": occurrence_id}).all()
     if not rows:
         return None
-    occurrence, duty, unit, notice, case, _ = rows[0]
-    return Item(occurrence, duty, unit, [row[5] for row in rows if row[5] is not None], notice, case)
+    occurrence, duty, unit, notice, case, _, asked, checked = rows[0]
+    reports = [row[5] for row in rows if row[5] is not None]
+    return Item(occurrence, duty, unit, reports, notice, case, bool(asked), bool(checked))
 
 
 def _reloaded(session: Session, occurrence_id: int) -> Item:
@@ -138,14 +145,16 @@ def _confirm_page(
     entered: dict[str, str] | None = None,
     filed_case: str = "",
     asked: dict[str, str] | None = None,
+    subjects: list[Unit] | None = None,
 ) -> HTMLResponse:
     """The page for a token; ``found`` is the item the caller has already checked the token for (not read twice).
 
     ``entered``: the spot check's fields as the unit filled them in (subject, passed, problem), shown again after
-    an error. ``asked``: a refused request's fields (kind, reason, due, review_on) and its ``error``."""
+    an error. ``asked``: a refused request's fields (kind, reason, due, review_on) and its ``error``. ``subjects``: the
+    units its check may name, if the caller has them already."""
     item = found or _occurrence_for(session, token, at)
     occurrence, duty, unit, reports = item.occurrence, item.duty, item.unit, item.reports
-    subjects = _subjects(session, occurrence, duty, unit)
+    subjects = _subjects(session, occurrence, duty, unit) if subjects is None else subjects
     response = page(
         "confirm.html",
         status_code,
@@ -166,8 +175,7 @@ def _confirm_page(
         max_files=photos.MAX_FILES,
         subjects=subjects,
         subject_noun=spot_checks.noun_of(subjects),
-        # A check result sits beside one of this item's reports: without a report there is none to look for.
-        check_results=spot_checks.results_of(session, occurrence.id or 0) if reports else [],
+        check_results=spot_checks.results_of(session, occurrence.id or 0) if item.checked else [],
         entered=entered or {},
         filed_case=filed_case,
         max_problem=spot_checks.MAX_PROBLEM,
@@ -181,7 +189,17 @@ def _confirm_page(
 @router.get("/c/{token}", response_class=HTMLResponse)
 def show_confirmation(token: str, session: SessionDep, at: NowDep) -> HTMLResponse:
     """Shows the duty and the form. Changes nothing: link-preview bots fetch links too."""
+    _reading_only(session)
     return _confirm_page(session, token, at)
+
+
+def _reading_only(session: Session) -> None:
+    """On PostgreSQL, a page that only reads (or reads after its writes are committed) runs its queries without a
+    transaction around them: BEGIN and the ROLLBACK when the session closes were two of a GET's three round trips. The
+    connection goes back to the pool in its usual mode. SQLite is read in-process, where a transaction costs no round
+    trip. Nothing changes for a session already in a transaction."""
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 # Plain defs, not async: the store is reached with blocking calls, and on the event loop they would hold every other
@@ -212,12 +230,22 @@ def post_confirmation(
     if problem:  # show the form again with what the unit typed, so nothing entered is lost
         entered = {"subject": subject, "passed": passed, "problem": check_problem}
         return _confirm_page(
-            session, token, at, status_code=400, note=note, amount=amount, error=problem, found=found, entered=entered
+            session,
+            token,
+            at,
+            status_code=400,
+            found=found,
+            note=note,
+            amount=amount,
+            error=problem,
+            entered=entered,
+            subjects=subjects,
         )
     stored = {photos.store_photo(photo.data, photo.kind): photo for photo in uploaded}
+    occurrence_id = occurrence.id or 0  # read now: confirm() expires the item, and reading it then costs a query
     outcome = confirm(
         session,
-        occurrence_id=occurrence.id or 0,
+        occurrence_id=occurrence_id,
         note=note.strip(),
         evidence=list(stored),
         evidence_taken={name: photo.taken for name, photo in stored.items() if photo.taken},
@@ -243,9 +271,10 @@ def post_confirmation(
             photos_gps=gps,
             at=at,
         )
-    # Its new state and reports; the token was checked above and need not be read again.
-    found = _reloaded(session, occurrence.id or 0)
-    return _confirm_page(session, token, at, outcome=outcome, found=found, filed_case=filed)
+    # Its new state and reports, once everything is written; the token was checked above and is not read again.
+    _reading_only(session)
+    found = _reloaded(session, occurrence_id)
+    return _confirm_page(session, token, at, outcome=outcome, found=found, filed_case=filed, subjects=subjects)
 
 
 @router.post("/c/{token}/ack", response_class=HTMLResponse)
@@ -331,7 +360,7 @@ def _pushback(session: Session, item: Item, at: datetime, asked: dict[str, str])
     """What the page shows of the item's case and of the unit's requests: the case as found, the time left, the
     waiting request (its forms hidden) and the decided ones with their answers."""
     occurrence, case = item.occurrence, item.case
-    requests = case_views.requests_of(session, occurrence.id or 0)
+    requests = case_views.requests_of(session, occurrence.id or 0) if item.asked else []
     waiting = next((r for r in requests if r.status == "open"), None)
     zone = get_settings().zone
     return {
