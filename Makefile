@@ -70,6 +70,7 @@ bench: install
 	$(BIN)/python -m bench.prefect_flows
 	$(BIN)/python -m bench.cases
 	$(BIN)/python -m bench.supervise
+	$(BIN)/python -m bench.escalate
 
 lint: install
 	$(BIN)/ruff check .

@@ -21,18 +21,21 @@ done, and each level's notice is queued once.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
 from calendars.clocks import Duration
-from calendars.schema import DutySpec, LadderSpec
-from flows.common import SYSTEM, Context, case_clock, open_rows
+from calendars.schema import DutySpec, LadderSpec, LevelSpec
+from flows.common import SYSTEM, Context, case_clock, open_batches
 from flows.notice_batches import queue_notices
 from store.models import DocumentCounter, Escalation, Occurrence
-from store.queries import audit, claim, insert_ignoring_conflicts
+from store.queries import audit, audit_many, claim, claim_many, claim_rows, insert_ignoring_conflicts
 
 
 class LadderError(Exception):
@@ -42,53 +45,165 @@ class LadderError(Exception):
 def escalate(session: Session, ctx: Context, *, at: datetime, notify: bool = True) -> int:
     """Move each overdue occurrence whose timeout has passed up one level of its ladder. Returns how many moved.
 
-    With ``notify`` the new notices are queued at once, grouped per recipient; a tick queues them once, together
-    with the repeats (``queue_notices``).
+    The items go in batches (``climb_batch``): a month-end with thousands of overdue items costs a few statements per
+    batch of 500, not a claim, an insert, a number, an audit row and a commit for each item. With ``notify`` the new
+    notices are queued at once, grouped per recipient; a tick queues them once, together with the repeats
+    (``queue_notices``).
     """
-    moved = 0
-    for occurrence in open_rows(session, "next_escalate_at", at):
-        moved += climb(session, ctx, occurrence, at=at)
+    moved = sum(climb_batch(session, ctx, batch, at=at) for batch in open_batches(session, "next_escalate_at", at))
     if notify:
         queue_notices(session, ctx, at=at)
     return moved
 
 
 def climb(session: Session, ctx: Context, occurrence: Occurrence, *, at: datetime) -> int:
-    """One level up, if another worker has not moved the item meanwhile. Returns 1 when it moved."""
-    duty, ladder = _duty_and_ladder(ctx, occurrence)
-    if duty is None or ladder is None or occurrence.level >= len(ladder.levels):
-        _stop_clock(session, occurrence)
-        return 0
-    if occurrence.due_at > at:  # its due date moved since the clock was set: wait for it
-        claim(
-            session,
-            Occurrence,
-            row_id=occurrence.id or 0,
-            expect={"level": occurrence.level},
-            values={"next_escalate_at": occurrence.due_at},
+    """One level up, if another worker has not moved the item meanwhile: a batch of one. Returns 1 when it moved."""
+    return climb_batch(session, ctx, [occurrence], at=at)
+
+
+@dataclass(frozen=True)
+class _Move:
+    """One item's next level; ``deadline`` is None while the level waits for a manager's approval (no notice yet)."""
+
+    occurrence: Occurrence
+    duty: DutySpec
+    step: LevelSpec
+    deadline: datetime | None
+    is_last: bool
+
+
+def climb_batch(session: Session, ctx: Context, batch: list[Occurrence], *, at: datetime) -> int:
+    """Each item of ``batch`` one level up, in a few statements and one commit. Returns how many moved.
+
+    Taking the clocks is the claim, one conditional UPDATE for the batch (each row's level and next_escalate_at as
+    read): a second worker that read the same rows finds them changed and leaves them. Then the new levels' rows go
+    in together, the notices' numbers come from one counter update per prefix and year, the items take their levels
+    in one executemany, and the audit rows in one statement. A crash before the commit leaves all of it undone.
+    """
+    moves, resets = _moves(ctx, batch, at)
+    claim_many(session, Occurrence, expect="level", changes=resets)
+    clocks = {
+        m.occurrence.id or 0: ((m.occurrence.level, m.occurrence.next_escalate_at), {"next_escalate_at": None})
+        for m in moves
+    }
+    won = claim_rows(session, Occurrence, expect=("level", "next_escalate_at"), changes=clocks)
+    moves = [m for m in moves if (m.occurrence.id or 0) in won]
+    documents = _number(session, ctx, [m for m in moves if m.deadline is not None], at=at)
+    _record(session, ctx, moves, documents, at=at)
+    session.commit()
+    return len(moves)
+
+
+Reset = tuple[Any, dict[str, Any]]
+
+
+def _moves(ctx: Context, batch: list[Occurrence], at: datetime) -> tuple[list[_Move], dict[int, Reset]]:
+    """The items that climb, and the clocks to reset: stopped at the ladder's end (or when its duty or ladder is
+    gone), moved to the due date of an item whose due date moved since its clock was set."""
+    moves: list[_Move] = []
+    resets: dict[int, Reset] = {}
+    for occurrence in batch:
+        row_id = occurrence.id or 0
+        duty, ladder = _duty_and_ladder(ctx, occurrence)
+        if duty is None or ladder is None or occurrence.level >= len(ladder.levels):
+            resets[row_id] = (occurrence.level, {"next_escalate_at": None})
+        elif occurrence.due_at > at:  # wait for the new due date
+            resets[row_id] = (occurrence.level, {"next_escalate_at": occurrence.due_at})
+        else:
+            step = ladder.levels[occurrence.level]
+            deadline = None if step.approval else _level_deadline(ctx, duty, occurrence, step.level, at)
+            if deadline is not None and deadline <= at:
+                # A notice whose deadline has passed when issued contradicts itself: it is neither claimed nor
+                # numbered, and the others of the batch go on (per item, this raised and stopped the tick).
+                continue
+            moves.append(_Move(occurrence, duty, step, deadline, step.level == len(ladder.levels)))
+    return moves, resets
+
+
+def _number(session: Session, ctx: Context, issued: list[_Move], *, at: datetime) -> dict[int, str]:
+    """The documents of the notices issued now, by item id: one counter update per prefix and year, the numbers in
+    the order of units and items, so that a unit's notices of one tick are consecutive."""
+    year = at.astimezone(ctx.zone).year
+    by_prefix: dict[str, list[_Move]] = defaultdict(list)
+    for move in sorted(issued, key=lambda m: (m.occurrence.unit_id, m.occurrence.id or 0)):
+        by_prefix[move.step.prefix].append(move)
+    documents: dict[int, str] = {}
+    for prefix in sorted(by_prefix):  # one order for every worker: two never wait on each other's counters in turn
+        first = take_documents(session, prefix=prefix, year=year, count=len(by_prefix[prefix]))
+        for offset, move in enumerate(by_prefix[prefix]):
+            documents[move.occurrence.id or 0] = document_name(prefix, year, first + offset)
+    return documents
+
+
+def _record(session: Session, ctx: Context, moves: list[_Move], documents: dict[int, str], *, at: datetime) -> None:
+    """The new levels' rows, the items' new levels and clocks, and the audit events, a statement each."""
+    levels, items, events = [], [], []
+    for move in moves:
+        occurrence, step = move.occurrence, move.step
+        document = documents.get(occurrence.id or 0, "")
+        levels.append(_escalation_row(ctx, move, document, at=at))
+        if move.deadline is None:
+            events.append(_event(at, "escalation_pending", occurrence, level=step.level))
+            continue
+        clock = None if move.is_last else move.deadline
+        items.append({"row_id": occurrence.id, "to_level": step.level, "moved_at": at, "clock": clock})
+        deadline = move.deadline.isoformat()
+        events.append(
+            _event(at, "escalated", occurrence, level=step.level, name=step.name, document=document, deadline=deadline)
         )
-        session.commit()
-        return 0
-    step = ladder.levels[occurrence.level]
-    # Taking the clock is the claim: a second worker that read the same row finds it changed and leaves it.
-    won = claim(
-        session,
-        Occurrence,
-        row_id=occurrence.id or 0,
-        expect={"level": occurrence.level, "next_escalate_at": occurrence.next_escalate_at},
-        values={"next_escalate_at": None},
+    if levels:
+        session.execute(_NEW_LEVELS, levels)
+    if items:
+        session.execute(_LEVEL_UP, items)
+        _keep_loaded(moves, at)
+    audit_many(session, events)
+
+
+def _escalation_row(ctx: Context, move: _Move, document: str, *, at: datetime) -> dict[str, Any]:
+    step, issued = move.step, move.deadline is not None
+    repeats = _deadline(ctx, move.duty, step.repeat_workdays, at) if issued and step.repeat_workdays else None
+    return {
+        "occurrence_id": move.occurrence.id,
+        "level": step.level,
+        "name": step.name,
+        "status": "issued" if issued else "pending",
+        "at": at,
+        "deadline_at": move.deadline,
+        "document": document,
+        "approved_by": "",
+        "approved_at": None,
+        "acknowledged_at": None,
+        "repeats": 0,
+        "next_repeat_at": repeats,
+        "notified_at": None,  # queue_notices sends it, grouped with the unit's other notices
+    }
+
+
+def _event(at: datetime, action: str, occurrence: Occurrence, **detail: Any) -> dict[str, Any]:
+    return {"at": at, "actor": SYSTEM, "action": action, "occurrence_id": occurrence.id, "detail": detail}
+
+
+def _keep_loaded(moves: list[_Move], at: datetime) -> None:
+    """The items' new levels written with Core, set on the loaded rows too: a caller holding one reads them."""
+    for move in moves:
+        if move.deadline is not None:
+            set_committed_value(move.occurrence, "level", move.step.level)
+            set_committed_value(move.occurrence, "level_at", at)
+            set_committed_value(move.occurrence, "next_escalate_at", None if move.is_last else move.deadline)
+
+
+_ITEMS = Occurrence.__table__  # type: ignore[attr-defined]
+_MOMENT = _ITEMS.c.level_at.type
+_NEW_LEVELS = insert(Escalation.__table__)  # type: ignore[attr-defined]
+_LEVEL_UP = (
+    update(_ITEMS)
+    .where(_ITEMS.c.id == bindparam("row_id"))
+    .values(
+        level=bindparam("to_level"),
+        level_at=bindparam("moved_at", type_=_MOMENT),
+        next_escalate_at=bindparam("clock", type_=_MOMENT),
     )
-    if not won:
-        return 0
-    escalation = Escalation(occurrence_id=occurrence.id or 0, level=step.level, name=step.name, at=at, status="pending")
-    session.add(escalation)
-    session.flush()
-    if step.approval:
-        audit(session, at=at, actor=SYSTEM, action="escalation_pending", occurrence_id=occurrence.id, level=step.level)
-        session.commit()
-        return 1
-    _issue(session, ctx, occurrence, escalation, at=at, actor=SYSTEM)
-    return 1
+)
 
 
 def approve(session: Session, ctx: Context, *, escalation_id: int, actor: str, at: datetime) -> Escalation:
@@ -214,23 +329,28 @@ def repeat_notices(session: Session, ctx: Context, *, at: datetime, notify: bool
 
 
 def next_document(session: Session, *, prefix: str, year: int) -> int:
-    """The next number for ``prefix`` in ``year``, taken inside the caller's transaction, so numbers have no gaps.
+    """The next number for ``prefix`` in ``year``, taken inside the caller's transaction, so numbers have no gaps."""
+    return take_documents(session, prefix=prefix, year=year, count=1)
 
-    The UPDATE locks the counter row until the transaction ends: a second writer waits and takes the number after,
-    and a transaction that rolls back gives its number back.
+
+def take_documents(session: Session, *, prefix: str, year: int, count: int) -> int:
+    """``count`` consecutive numbers for ``prefix`` in ``year`` in one counter update; returns the first of them.
+
+    The UPDATE locks the counter row until the transaction ends: a second writer waits and takes its numbers after,
+    and a transaction that rolls back gives its numbers back.
     """
     table = DocumentCounter.__table__  # type: ignore[attr-defined]
     bump = (
         update(table)
         .where(table.c.prefix == prefix, table.c.year == year)
-        .values(last=table.c.last + 1)
+        .values(last=table.c.last + count)
         .returning(table.c.last)
     )
     for _ in range(2):
-        number = session.execute(bump).scalar_one_or_none()
-        if number is not None:
-            return int(number)
-        if insert_ignoring_conflicts(session, DocumentCounter, [{"prefix": prefix, "year": year, "last": 1}]):
+        last = session.execute(bump).scalar_one_or_none()
+        if last is not None:
+            return int(last) - count + 1
+        if insert_ignoring_conflicts(session, DocumentCounter, [{"prefix": prefix, "year": year, "last": count}]):
             return 1
     raise RuntimeError(f"document counter {prefix}/{year} could not be taken")  # pragma: no cover
 
@@ -392,9 +512,3 @@ def _deadline(ctx: Context, duty: DutySpec, workdays: int, at: datetime) -> date
     """``workdays`` working days after ``at``'s day, at the duty's due time (Asia/Shanghai)."""
     day = ctx.program.workdays.add_workdays(at.astimezone(ctx.zone).date(), workdays)
     return datetime.combine(day, duty.due.time, tzinfo=ctx.zone)
-
-
-def _stop_clock(session: Session, occurrence: Occurrence) -> None:
-    values: dict[str, Any] = {"next_escalate_at": None}
-    claim(session, Occurrence, row_id=occurrence.id or 0, expect={"level": occurrence.level}, values=values)
-    session.commit()

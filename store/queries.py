@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import case, func, insert, or_, select, update
+from sqlalchemy import case, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ClauseElement
@@ -92,6 +92,41 @@ def claim_many(
         shared = changes[ids[0]][1]
         condition = table.c[expect].is_(None) if expected is None else table.c[expect] == expected
         statement = update(table).where(table.c.id.in_(ids), condition).values(shared).returning(table.c.id)
+        won.update(session.execute(statement).scalars())
+    for row_id in won:
+        _refresh_loaded(session, model, row_id, changes[row_id][1])
+    return won
+
+
+def claim_rows(
+    session: Session,
+    model: type[SQLModel],
+    *,
+    expect: Sequence[str],
+    changes: dict[int, tuple[tuple[Any, ...], dict[str, Any]]],
+) -> set[int]:
+    """``claim_many`` over several columns: row id → (the values the ``expect`` columns must still hold, in that
+    order, and the new values). Returns the ids this caller won.
+
+    Rows taking the same new values share one ``UPDATE … WHERE id IN (…) AND (id, a, b) IN ((…), …) RETURNING id``:
+    a batch whose rows each expect their own values (an escalation clock per item) still costs one statement. The
+    ``id IN`` keeps the primary-key index in use. A row expecting NULL somewhere is claimed alone with ``claim``:
+    a row value never equals NULL.
+    """
+    won: set[int] = set()
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for row_id, (expected, values) in changes.items():
+        if any(value is None for value in expected):
+            if claim(session, model, row_id=row_id, expect=dict(zip(expect, expected, strict=True)), values=values):
+                won.add(row_id)
+            continue
+        groups.setdefault(tuple((c, _hashable(v)) for c, v in sorted(values.items())), []).append(row_id)
+    table = model.__table__  # type: ignore[attr-defined]
+    keys = tuple_(table.c.id, *(table.c[column] for column in expect))
+    for ids in groups.values():
+        held = [(row_id, *changes[row_id][0]) for row_id in ids]
+        condition = (table.c.id.in_(ids), keys.in_(held))
+        statement = update(table).where(*condition).values(changes[ids[0]][1]).returning(table.c.id)
         won.update(session.execute(statement).scalars())
     for row_id in won:
         _refresh_loaded(session, model, row_id, changes[row_id][1])
