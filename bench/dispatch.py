@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from http.server import ThreadingHTTPServer
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
@@ -153,6 +154,9 @@ def mail_case(inbox: Inbox, count: int, rounds_count: int) -> None:
 
 
 def _serve(http_port: int, smtp_port: int, ready: Event, done: Event) -> None:
+    # A listen backlog as a real server's (nginx: 511) instead of socketserver's 5: with eight senders at once, a
+    # full backlog drops connections, and each dropped one waits a second for its SYN to be sent again, on either side.
+    ThreadingHTTPServer.request_queue_size = 128
     inbox = Inbox(http_port=http_port, smtp_port=smtp_port).start()
     ready.set()
     done.wait()
