@@ -13,7 +13,8 @@ configuration (no DUTIES_SECRET_KEY, SQLite under the var folder). In order:
 - the baseline of the plan: a raw sqlite3 ``executemany`` of the very rows the plan wrote, in one transaction, into
   an identical fresh store (bench/scale.py's ``raw_insert``).
 
-Each child is waited for with ``os.wait4``, whose rusage is that child's own (ru_maxrss, the peak RSS). Ratios:
+Each command runs under a small launcher that times it and reads its peak RSS (ru_maxrss of its children), like
+``/usr/bin/time -v``. Ratios:
 plan against the raw insert (rows/s, goal ≥ 0.5), the second plan against the first (≤ 0.1), the idle tick against
 ``--help`` (≤ 2), and every command's peak RSS (< 300 MB; the goal is stated at 100,000 units: ``--units 100000``).
 """
@@ -51,20 +52,32 @@ class Run:
     output: str
 
 
+# Each command is started by a small Python process that times it and reports its peak RSS, as /usr/bin/time does.
+# Started straight from this process, a child would inherit this process's RSS as its high-water mark (Linux keeps
+# it across fork and exec), and this process holds the generated city and the raw insert's rows.
+LAUNCHER = """
+import json, resource, subprocess, sys, time
+started = time.perf_counter()
+code = subprocess.call(sys.argv[2:])
+seconds = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+open(sys.argv[1], "w").write(json.dumps({"seconds": seconds, "peak_kb": peak}))
+sys.exit(code)
+"""
+
+
 def duties(name: str, *args: str, env: dict[str, str], scratch: Path) -> Run:
     """One ``duties`` command as a process of this tree's code; its wall time and its own peak RSS."""
-    log = scratch / f"{name}.out"
-    command = [sys.executable, "-c", "from flows.cli import main; main()", *args]
+    log, measured = scratch / f"{name}.out", scratch / f"{name}.time.json"
+    cli = [sys.executable, "-c", "from flows.cli import main; main()"]
+    command = [sys.executable, "-c", LAUNCHER, str(measured), *cli]
     with log.open("wb") as output:
-        started = time.perf_counter()
-        child = subprocess.Popen(command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
+        done = subprocess.run([*command, *args], cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT)
     text = log.read_text(encoding="utf-8", errors="replace")
-    if child.returncode != 0:
-        raise SystemExit(f"duties {' '.join(args)} failed ({child.returncode}):\n{text[-3000:]}")
-    return Run(name, seconds, usage.ru_maxrss / 1024, text)
+    if done.returncode != 0:
+        raise SystemExit(f"duties {' '.join(args)} failed ({done.returncode}):\n{text[-3000:]}")
+    figures = json.loads(measured.read_text(encoding="utf-8"))
+    return Run(name, figures["seconds"], figures["peak_kb"] / 1024, text)
 
 
 def environment(scratch: Path, calendars: Path) -> dict[str, str]:
@@ -92,6 +105,7 @@ def run(units: int, scratch: Path, say: Callable[[str], None]) -> dict[str, obje
     say(f"--help: {', '.join(f'{h.seconds:.2f} s' for h in helps)}")
     runs = {"help": min(helps, key=lambda h: abs(h.seconds - statistics.median(x.seconds for x in helps)))}
     window = ("--from", f"{YEAR}-01-01", "--to", f"{YEAR}-12-31", "--at", PLAN_AT)
+    ledger, raw_s, rows = scratch / "var" / "duties.db", 0.0, 0
     for name, args in (
         ("init", ("init", "--at", PLAN_AT)),
         ("init_again", ("init", "--at", PLAN_AT)),
@@ -102,13 +116,15 @@ def run(units: int, scratch: Path, say: Callable[[str], None]) -> dict[str, obje
     ):
         runs[name] = duties(name, *args, env=env, scratch=scratch)
         say(f"{name}: {runs[name].seconds:.2f} s, peak {runs[name].peak_mb:.0f} MB")
-    ledger = scratch / "var" / "duties.db"
-    rows = planned_rows(ledger)
+        if name == "replan":  # the ledger holds the plan's rows and nothing else: insert the very same rows raw
+            rows = planned_rows(ledger)
+            raw_s = raw_insert(ledger, scratch / "raw.db")
+            say(f"raw executemany of {rows} rows: {raw_s:.2f} s")
     added = json.loads(runs["plan"].output)["added"], json.loads(runs["replan"].output)["added"]
+    if added[0] != rows:
+        raise SystemExit(f"the plan reported {added[0]} rows, the ledger holds {rows}")
     idle = json.loads(runs["idle"].output)
     busy = {key: idle[key] for key in IDLE_COUNTS if idle.get(key)}
-    raw_s = raw_insert(ledger, scratch / "raw.db")
-    say(f"raw executemany of {rows} rows: {raw_s:.2f} s")
     return {"units": scenario.units, "rows": rows, "added": added, "idle_busy": busy, "raw_s": raw_s, "runs": runs}
 
 
