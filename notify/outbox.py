@@ -237,6 +237,7 @@ class _Batch:
         while True:
             for future in done:
                 self._count(report, self._finish(future))
+            self.stopping = self.stopping or stop()  # asked before claiming more, and before each send below
             claimed = self._refill(limit, only)
             self._launch(report, stop)
             if not self.flying:
@@ -280,8 +281,7 @@ class _Batch:
         starting: list[_Row] = []
         waiting: list[_Row] = []
         while self.ready and len(self.flying) + len(starting) < self.workers:
-            if not self.stopping and stop():
-                self.stopping = True
+            self.stopping = self.stopping or stop()
             if self.stopping:
                 break
             row = self.ready.popleft()
