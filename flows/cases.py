@@ -620,8 +620,9 @@ def supervise(session: Session, ctx: Context, *, at: datetime) -> Supervision:
         .limit(500)
         .execution_options(populate_existing=True)
     )
-    for item in list(session.execute(query).scalars()):
-        report.climbed += ladder.climb(session, ctx, item, at=at)
+    late = list(session.execute(query).scalars())
+    if late:
+        report.climbed = ladder.climb_batch(session, ctx, late, at=at)
     report.notices = queue_notices(session, ctx, at=at)
     report.sent = outbox.dispatch(session, ctx.send, at=at, stop=lambda: False).sent
     return report
