@@ -14,7 +14,7 @@ generated once and kept in the store).
   The bare app is a FastAPI app under uvicorn with 2 workers and the same log level that does the same
   primary-key read for GET (``SELECT … FROM bare_item WHERE id = %s``, a copy of the planned items) and the same
   update for POST (``UPDATE bare_item SET done_at = … WHERE id = %s``), each one round trip in autocommit, with the
-  same driver (psycopg 3) and at most as many connections per worker as the duties engine's pool (5 + 10 overflow).
+  same driver (psycopg 3) and at most as many connections per worker as the duties engine keeps (store.db.POOL_SIZE).
 
 Every request goes over a kept-alive connection on 127.0.0.1; 50 clients each send their next request when the
 previous answer has arrived (closed loop). Measured in rounds that alternate which app goes first: GET /c/{token};
@@ -65,7 +65,7 @@ REQUEST_TIMEOUT = 15.0  # seconds without an answer: the request counts as faile
 HOST = "127.0.0.1"
 WORKERS = 2  # the PostgreSQL configuration's uvicorn workers, on both sides
 POSTGRES = os.environ.get("DUTIES_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-BARE_CONNECTIONS = 15  # per worker: SQLAlchemy's default pool (5) and overflow (10), which the duties engine keeps
+BARE_CONNECTIONS = 15  # per worker: as many as the duties engine keeps (store.db.POOL_SIZE)
 BARE_PAGE = (
     "<!doctype html><html lang=zh-CN><head><meta charset=utf-8><title>确认</title></head><body>"
     "<h1>已收到</h1><p>{token}</p><p>{note}</p></body></html>"

@@ -157,6 +157,13 @@ def test_postgresql_connections_are_recycled_by_age_not_pinged(
     kept = db.make_engine(any_database_url)
     assert kept.pool._pre_ping is False
     assert _backend_pids(kept)[0] == _backend_pids(kept)[1]  # younger than the recycling age: the same connection
+    busy = [kept.connect() for _ in range(db.POOL_SIZE)]  # as many at once as 50 clients make a web worker use
+    opened = {int(c.execute(text("SELECT pg_backend_pid()")).scalar_one()) for c in busy}
+    for connection in busy:
+        connection.close()
+    # All kept for the next requests: none closed on return (QueuePool.checkedin, not on the Pool base class).
+    assert kept.pool.checkedin() == db.POOL_SIZE  # type: ignore[attr-defined]
+    assert _backend_pids(kept)[0] in opened
     monkeypatch.setattr(db, "POOL_RECYCLE_SECONDS", 0)
     aged = db.make_engine(any_database_url)
     assert _backend_pids(aged)[0] != _backend_pids(aged)[1]  # older than it (age 0): replaced at the next checkout
