@@ -285,6 +285,10 @@ def tell_backlog(session: Session, ctx: Context, *, at: datetime) -> int:
         if BACKLOG_FLAG in item.flags:
             by_unit.setdefault(item.unit_id, []).append(item)
     contacts = recipients_by_unit(session, list(by_unit), roles=("staff", "leader"))
+    # Held while the messages are rendered: each asks for its unit's link version (notices.unit_version), and the
+    # session keeps rows only weakly, so without these a batch read its units one round trip at a time.
+    units = Unit.__table__.c  # type: ignore[attr-defined]
+    _units_held = session.execute(select(Unit).where(units.id.in_(list(by_unit)))).scalars().all()
     outgoing = Outgoing()
     for unit_id, items in by_unit.items():
         entries = [{"item": o, "link": confirmation_link(ctx.settings, ctx.secret, o, at=at)} for o in items]
