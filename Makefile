@@ -63,6 +63,7 @@ test-fast: install
 bench: install
 	$(BIN)/python -m bench.dispatch
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.commands
 	$(BIN)/python -m bench.dashboard
 	$(BIN)/python -m bench.assess
 	$(BIN)/python -m bench.export

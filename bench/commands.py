@@ -5,13 +5,13 @@
 A synthetic city of N units on the shipped programme (bench/scenario.py) in a fresh var folder, in the documented
 configuration (no DUTIES_SECRET_KEY, SQLite under the var folder). In order:
 
-- ``duties --help`` three times: the floor of any command (Python, the imports); the median is the baseline;
-- ``duties init``: a new store, the calendars parsed fully (nothing compiled yet) and synced;
-- ``duties plan`` of a year, then the same again (nothing to add);
-- ``duties tick`` twice, a minute apart, at a moment when the plan left nothing due: the first may queue what came
-  due; the second, checked to have done nothing, is the idle tick;
-- the baseline of the plan: a raw sqlite3 ``executemany`` of the very rows the plan wrote, in one transaction, into
-  an identical fresh store (bench/scale.py's ``raw_insert``).
+- ``duties init``: a new store, the calendars parsed fully (nothing compiled yet) and synced; then again;
+- ``duties plan`` of a year, and its baseline: a raw sqlite3 ``executemany`` of the very rows the plan wrote, in one
+  transaction, into an identical fresh store (bench/scale.py's ``raw_insert``);
+- ``duties tick`` a few minutes later: it may queue what came due;
+- three rounds of ``duties --help`` (the floor of any command: Python and the imports), the same ``duties plan``
+  again (nothing to add) and an idle ``duties tick`` (a minute later each time, checked to have done nothing);
+  the medians are compared.
 
 Each command runs under a small launcher that times it and reads its peak RSS (ru_maxrss of its children), like
 ``/usr/bin/time -v``. Ratios:
@@ -25,13 +25,13 @@ import argparse
 import json
 import os
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from bench.scale import MEMORY_GOAL_MB, load, machine, mark, raw_insert
@@ -40,6 +40,7 @@ from bench.scenario import REPO, generate
 YEAR = 2026
 PLAN_AT = f"{YEAR - 1}-12-31T20:00"  # in the evening before the year: nothing is due, nothing is in the past
 TICK_AT, IDLE_AT = f"{YEAR - 1}-12-31T20:05", f"{YEAR - 1}-12-31T20:06"
+ROUNDS = 3
 GOALS = {"plan": 0.5, "replan": 0.1, "idle": 2.0}
 IDLE_COUNTS = ("planned", "moved", "reminded", "escalated", "repeated", "sent", "failed", "retrying", "unknown")
 
@@ -101,30 +102,39 @@ def run(units: int, scratch: Path, say: Callable[[str], None]) -> dict[str, obje
     scenario = generate(scratch / "calendars", units=units)
     say(f"{scenario.describe()}")
     env = environment(scratch, scenario.root)
-    helps = [duties(f"help{n}", "--help", env=env, scratch=scratch) for n in range(3)]
-    say(f"--help: {', '.join(f'{h.seconds:.2f} s' for h in helps)}")
-    runs = {"help": min(helps, key=lambda h: abs(h.seconds - statistics.median(x.seconds for x in helps)))}
     window = ("--from", f"{YEAR}-01-01", "--to", f"{YEAR}-12-31", "--at", PLAN_AT)
-    ledger, raw_s, rows = scratch / "var" / "duties.db", 0.0, 0
+    ledger, runs = scratch / "var" / "duties.db", {}
     for name, args in (
         ("init", ("init", "--at", PLAN_AT)),
         ("init_again", ("init", "--at", PLAN_AT)),
         ("plan", ("plan", *window, "--json")),
-        ("replan", ("plan", *window, "--json")),
-        ("tick", ("tick", "--at", TICK_AT, "--json")),
-        ("idle", ("tick", "--at", IDLE_AT, "--json")),
     ):
         runs[name] = duties(name, *args, env=env, scratch=scratch)
         say(f"{name}: {runs[name].seconds:.2f} s, peak {runs[name].peak_mb:.0f} MB")
-        if name == "replan":  # the ledger holds the plan's rows and nothing else: insert the very same rows raw
-            rows = planned_rows(ledger)
-            raw_s = raw_insert(ledger, scratch / "raw.db")
-            say(f"raw executemany of {rows} rows: {raw_s:.2f} s")
-    added = json.loads(runs["plan"].output)["added"], json.loads(runs["replan"].output)["added"]
+    rows = planned_rows(ledger)  # the plan's rows and nothing else: the very same rows, inserted raw
+    raw_s = raw_insert(ledger, scratch / "raw.db")
+    say(f"raw executemany of {rows} rows: {raw_s:.2f} s")
+    runs["tick"] = duties("tick", "tick", "--at", TICK_AT, "--json", env=env, scratch=scratch)
+    # The short commands alternate with their baseline, three rounds, medians: load on a shared machine changes
+    # within a minute, and a baseline taken at another moment would compare the load, not the commands.
+    rounds: dict[str, list[Run]] = {"help": [], "replan": [], "idle": []}
+    for number in range(ROUNDS):
+        idle_at = (datetime.fromisoformat(IDLE_AT) + timedelta(minutes=number)).isoformat(timespec="minutes")
+        commands: tuple[tuple[str, tuple[str, ...]], ...] = (
+            ("help", ("--help",)),
+            ("replan", ("plan", *window, "--json")),
+            ("idle", ("tick", "--at", idle_at, "--json")),
+        )
+        for name, arguments in commands:
+            rounds[name].append(duties(f"{name}{number}", *arguments, env=env, scratch=scratch))
+    for name, found in rounds.items():
+        runs[name] = sorted(found, key=lambda run: run.seconds)[len(found) // 2]
+        say(f"{name}: {', '.join(f'{run.seconds:.2f} s' for run in found)}; peak {runs[name].peak_mb:.0f} MB")
+    added = json.loads(runs["plan"].output)["added"], max(json.loads(r.output)["added"] for r in rounds["replan"])
     if added[0] != rows:
         raise SystemExit(f"the plan reported {added[0]} rows, the ledger holds {rows}")
-    idle = json.loads(runs["idle"].output)
-    busy = {key: idle[key] for key in IDLE_COUNTS if idle.get(key)}
+    reports = [json.loads(run.output) for run in rounds["idle"]]
+    busy = {key: report[key] for report in reports for key in IDLE_COUNTS if report[key]}
     return {"units": scenario.units, "rows": rows, "added": added, "idle_busy": busy, "raw_s": raw_s, "runs": runs}
 
 
