@@ -230,10 +230,12 @@ class Link:
     item: int  # the occurrence id: /c/{item} on the bare PostgreSQL side
 
 
-def prepare_store(folder: Path, url: str, *, links_at: datetime) -> list[Link]:
+def prepare_store(folder: Path, url: str, *, links_at: datetime, secret_key: str = "") -> list[Link]:
     """A fresh store at ``url`` with the shipped calendars planned; the link of every item a unit can confirm, made
-    at ``links_at`` with the key the store generated (DUTIES_SECRET_KEY unset, as documented)."""
+    at ``links_at`` with the key the store generated (DUTIES_SECRET_KEY unset, as documented), or ``secret_key``."""
     os.environ.pop("DUTIES_SECRET_KEY", None)
+    if secret_key:
+        os.environ["DUTIES_SECRET_KEY"] = secret_key
     os.environ.update(
         DUTIES_VAR_DIR=str(folder / "var"),
         DUTIES_DATABASE_URL=url,
@@ -530,6 +532,11 @@ def main() -> None:
     parser.add_argument("--gets", type=int, default=1500, help="GET requests per round and side")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
     parser.add_argument("--budget", type=float, default=20.0, help="seconds of sending per measurement, at most")
+    parser.add_argument(
+        "--secret-key",
+        default="",
+        help="set DUTIES_SECRET_KEY, as this benchmark did before issue 16 (it skipped a store read a request)",
+    )
     parser.add_argument("--serve", choices=["duties", "bare", "bare-pg"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -549,11 +556,13 @@ def run_setup(setup: Setup, args: argparse.Namespace) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="bench-confirm-") as name, contextlib.ExitStack() as stack:
         folder = Path(name)
         if setup.database == "sqlite":
-            links = prepare_store(folder, f"sqlite:///{folder / 'var' / 'duties.db'}", links_at=AT)
+            links = prepare_store(
+                folder, f"sqlite:///{folder / 'var' / 'duties.db'}", links_at=AT, secret_key=args.secret_key
+            )
         else:
             url = stack.enter_context(postgres_schema(args.postgres))
             # `duties serve` reads the real clock: the links are made for now, which the plan (2026–2027) covers.
-            links = prepare_store(folder, url, links_at=datetime.now(UTC))
+            links = prepare_store(folder, url, links_at=datetime.now(UTC), secret_key=args.secret_key)
             copy_items(url)
         warm, measured = links[:WARM_UP], links[WARM_UP:]
         print(f"{len(links)} confirmable items planned, {len(measured)} measured in {args.rounds} rounds", flush=True)
@@ -609,7 +618,8 @@ def measure(
 
 
 def print_table(setup: Setup, rows: list[Row], args: argparse.Namespace) -> None:
-    print(f"\n{setup.title}; {args.clients} clients, 127.0.0.1, {args.client} client, DUTIES_SECRET_KEY unset\n")
+    secret = "set (flatters the duties side)" if args.secret_key else "unset"
+    print(f"\n{setup.title}; {args.clients} clients, 127.0.0.1, {args.client} client, DUTIES_SECRET_KEY {secret}\n")
     goal = f"req/s ÷ bare (goal ≥ {setup.goal})"
     print(f"| | answers 200 | errors | req/s (median) | p50 ms | p99 ms | KB/answer | {goal} | p99 < 100 ms |")
     print("|---|---|---|---|---|---|---|---|---|")
