@@ -19,10 +19,8 @@ both alike; the first ``--warm-up`` of each are not counted.
 
 Goal (issue 15): intake → first message p95 ≤ 2 × one outbox send's p95.
 
-Most of one send is not the SMTP exchange (about 1 ms with smtplib on 127.0.0.1) but apprise's
-``AppriseSMTPController``, which builds ``ssl.create_default_context()`` (loading the system's CA store, 40-50 ms)
-for every connection, plain SMTP included. That constant is in both figures and flatters the ratio;
-``--cached-tls`` builds the context once per process (both processes), to show the ratio without it.
+Both sides send through notify/mail.py, which builds its TLS contexts once per process (apprise's controller built
+one per connection, 40-50 ms that sat in both figures and flattered the ratio until issue 16).
 """
 
 from __future__ import annotations
@@ -43,7 +41,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from notify.receivers import Inbox, Mail, free_port
@@ -54,7 +51,6 @@ AT = datetime(2026, 3, 3, 9, 0, tzinfo=ZONE)  # a working Tuesday morning, insid
 HOST = "127.0.0.1"
 MARKET, PLACE = "wuxing-feiying-market", "飞英农贸市场"
 SERVER = [sys.executable, "-m", "bench.cases"]  # ``SERVER + ["--serve", "--port", N]`` serves the app
-CACHED_TLS = "BENCH_CASES_CACHED_TLS"  # set: the app process builds its TLS context once, like this one
 WAIT = 15.0  # seconds a message may take before the run is declared broken
 
 
@@ -91,19 +87,7 @@ def serve(port: int) -> None:
     from web.app import app
 
     runtime.now = lambda: AT  # this process serves the benchmark and nothing else
-    if os.environ.get(CACHED_TLS):
-        cache_tls_context()
     uvicorn.run(app, host=HOST, port=port, log_level="warning")
-
-
-def cache_tls_context() -> None:
-    """apprise's SMTP controller with one default TLS context per process instead of one per connection."""
-    import ssl
-
-    from apprise.plugins.email import smtp
-
-    built = functools.lru_cache(maxsize=1)(ssl.create_default_context)
-    setattr(smtp, "ssl", SimpleNamespace(create_default_context=built, CERT_NONE=ssl.CERT_NONE))  # noqa: B010
 
 
 @contextlib.contextmanager
@@ -319,16 +303,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--warm-up", type=int, default=20)
-    parser.add_argument("--cached-tls", action="store_true", help="build apprise's TLS context once per process")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.port)
         return
-    if args.cached_tls:
-        os.environ[CACHED_TLS] = "1"
-        cache_tls_context()
     started = time.perf_counter()
     intakes, sends = measure(args.cases, args.warm_up)
     report(intakes, sends)

@@ -66,7 +66,7 @@ class Inbox:
             (self.folder / "http").mkdir(parents=True, exist_ok=True)
         self._smtp = Controller(_SmtpHandler(self), hostname="127.0.0.1", port=self.smtp_port)
         self._smtp.start()
-        self._http = ThreadingHTTPServer(("127.0.0.1", self.http_port), _http_handler(self))
+        self._http = _Listener(("127.0.0.1", self.http_port), _http_handler(self))
         threading.Thread(target=self._http.serve_forever, daemon=True).start()
         return self
 
@@ -133,6 +133,13 @@ class _SmtpHandler:
         mail = Mail(list(envelope.rcpt_tos), str(message["subject"] or ""), body, key, sender, parts)
         self.inbox.keep_mail(mail, raw)
         return "250 OK"
+
+
+class _Listener(ThreadingHTTPServer):
+    """A real server's listen backlog: socketserver's 5 overflows when the outbox sends eight at once, and each
+    dropped connection then waits a second for its retry."""
+
+    request_queue_size = 128
 
 
 def _http_handler(inbox: Inbox) -> type[BaseHTTPRequestHandler]:
