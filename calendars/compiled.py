@@ -63,9 +63,13 @@ def content_key(root: Path) -> str:
     """A hash of every calendar file's path and bytes under ``root``, of where the folder is, and of the code."""
     digest = hashlib.sha256(f"{CACHE_FORMAT}|{code_fingerprint()}|{root.resolve()}".encode())
     for file in sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()):
-        data = file.read_bytes()
-        digest.update(f"\0{file.relative_to(root)}\0{len(data)}\0".encode())
-        digest.update(data)
+        digest.update(f"\0{file.relative_to(root)}\0".encode())
+        with file.open("rb") as handle:  # in pieces: a province's units file is 30 MB, not to be held at once
+            size = 0
+            while piece := handle.read(1 << 20):
+                digest.update(piece)
+                size += len(piece)
+        digest.update(f"\0{size}\0".encode())
     return digest.hexdigest()[:40]
 
 
