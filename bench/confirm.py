@@ -273,6 +273,22 @@ def prepare_store(folder: Path, url: str, *, links_at: datetime, secret_key: str
     return links
 
 
+def postgres_problem(server: str) -> str:
+    """Why the PostgreSQL server cannot be used, or "" when it answers."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_engine(server, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    finally:
+        engine.dispose()
+    return ""
+
+
 @contextlib.contextmanager
 def postgres_schema(server: str) -> Iterator[str]:
     """A scratch schema on the PostgreSQL server, dropped afterwards; the store's URL with it as search_path."""
@@ -545,6 +561,11 @@ def main() -> None:
         return
     started = time.perf_counter()
     chosen = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    if "postgresql" in chosen and (problem := postgres_problem(args.postgres)):
+        if args.database == "postgresql":
+            raise SystemExit(f"PostgreSQL at {args.postgres} not reachable: {problem}")
+        print(f"PostgreSQL at {args.postgres} not reachable ({problem}): only the SQLite configuration is measured")
+        chosen.remove("postgresql")
     tables = [(SETUPS[name], run_setup(SETUPS[name], args)) for name in chosen]
     for setup, rows in tables:
         print_table(setup, rows, args)
