@@ -23,13 +23,14 @@ import os
 import pickle
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, MutableMapping
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from calendars.loader import LineDict, Program, load_program
+from calendars.schema import UnitSpec
 
 # Raise when the pickled shape changes in a way the code fingerprint below would not see.
 CACHE_FORMAT = 1
@@ -54,8 +55,9 @@ def load(root: Path, var_dir: Path) -> Program:
         return program
     known = _known_urls(folder)
     program = load_program(root, known_urls=known)
+    urls = sorted({contact.url for unit in program.units.values() for contact in unit.contacts})
     compact(program)
-    _keep(folder, path, key, program)
+    _keep(folder, path, key, program, urls)
     return program
 
 
@@ -91,32 +93,58 @@ def code_fingerprint() -> str:
 
 
 def compact(program: Program) -> None:
-    """Drop what only the full parse needed, and compute once what every process would otherwise compute: the
-    digest, the selector groups, and each year's working-day state (flows/redate.py compares them on every plan and
-    tick; 40 ms a year)."""
+    """Drop what only the full parse needed, compute once what every process would otherwise compute (the digest,
+    the selector groups, each year's working-day state: flows/redate.py compares them on every plan and tick, 40 ms a
+    year), and keep the units packed."""
     program.where = {place: found for place, found in program.where.items() if place[0] in KEPT_LOCATIONS}
-    _share_repeats(program)
     program.digest  # noqa: B018  (cached_property: stored with the programme)
     program._groups  # noqa: B018
     for year in _years_known(program):
         program.workdays.year_state(year)
+    # A mapping read like the dict it replaces (get, in, items, values, len); the loader's code only builds dicts.
+    program.units = PackedUnits(program.units)  # type: ignore[assignment]
 
 
-def _share_repeats(program: Program) -> None:
-    """One object for each text the units repeat (kinds, roles, contact names, districts) and for each set of
-    fields given: the pickle then holds, and every process unpickles, each of them once. A third of the programme's
-    memory at 100,000 units. The models are frozen, so nothing shared is changed through one of them."""
-    texts: dict[str, str] = {}
-    given: dict[frozenset[str], set[str]] = {}
-    for unit in program.units.values():
-        for model in (unit, *unit.contacts):
-            for name, value in model.__dict__.items():
-                if type(value) is str:
-                    model.__dict__[name] = texts.setdefault(value, value)
-                elif type(value) is list and value and all(type(item) is str for item in value):
-                    model.__dict__[name] = [texts.setdefault(item, item) for item in value]
-            fields = model.__pydantic_fields_set__
-            object.__setattr__(model, "__pydantic_fields_set__", given.setdefault(frozenset(fields), fields))
+class PackedUnits(MutableMapping[str, UnitSpec]):
+    """The units of a kept programme, each kept as its JSON and made a model when first asked for.
+
+    As models, 100,000 units are 150 MB (each unit and contact has its own ``__dict__``) and a few seconds to
+    unpickle, in every command; most commands read a few units (those with something due), and an idle tick none.
+    """
+
+    def __init__(self, units: dict[str, UnitSpec]) -> None:
+        self._packed: dict[str, bytes] = {unit_id: unit.model_dump_json().encode() for unit_id, unit in units.items()}
+        self._opened: dict[str, UnitSpec] = {}
+
+    def __getitem__(self, unit_id: str) -> UnitSpec:
+        found = self._opened.get(unit_id)
+        if found is None:
+            # Validating JSON that a valid model wrote gives the same model; KeyError for an unknown id, as a dict.
+            found = self._opened[unit_id] = UnitSpec.model_validate_json(self._packed[unit_id])
+        return found
+
+    def __setitem__(self, unit_id: str, unit: UnitSpec) -> None:
+        self._packed[unit_id] = unit.model_dump_json().encode()
+        self._opened[unit_id] = unit
+
+    def __delitem__(self, unit_id: str) -> None:
+        del self._packed[unit_id]
+        self._opened.pop(unit_id, None)
+
+    def __contains__(self, unit_id: object) -> bool:
+        return unit_id in self._packed
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._packed)
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_packed": self._packed}  # the opened models are not kept: each process opens its own
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._packed, self._opened = state["_packed"], {}
 
 
 def _years_known(program: Program) -> range:
@@ -162,9 +190,8 @@ def dumps(value: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _keep(folder: Path, path: Path, key: str, program: Program) -> None:
+def _keep(folder: Path, path: Path, key: str, program: Program, urls: list[str]) -> None:
     """Write the programme and the accepted URLs; a cache that cannot be written only costs the next parse."""
-    urls = sorted({contact.url for unit in program.units.values() for contact in unit.contacts})
     try:
         folder.mkdir(parents=True, exist_ok=True)
         write_atomically(path, dumps((CACHE_FORMAT, key, program)))

@@ -97,6 +97,12 @@ def test_a_second_load_is_served_from_the_kept_programme(
     assert second is not first and second.digest == first.digest == fresh.digest
     assert second.units == first.units == fresh.units and second.duties == fresh.duties
     assert second.workdays.fingerprint() == fresh.workdays.fingerprint()
+    # Units are made models when asked for: a command that reads one unit pays for one.
+    third = compiled.load(calendars_dir, var)
+    unit_id = next(iter(fresh.units))
+    assert len(third.units) == len(fresh.units) and unit_id in third.units and "nobody" not in third.units
+    assert third.units.get("nobody") is None and third.units[unit_id] == fresh.units[unit_id]
+    assert len(third.units._opened) == 1  # type: ignore[attr-defined]
     # What the running code cites is kept; the line of every unit field and contact is not.
     duty = next(iter(second.duties))
     assert str(second.where[("duty", duty)]).startswith(str(calendars_dir))
