@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from calendars import compiled, loader
 from calendars.loader import CalendarError, LineDict, Program
+from calendars.recurrence import expand
 from flows import steps
 from flows.cli import app
 from store import db
@@ -203,7 +204,7 @@ def test_apprise_is_asked_only_about_contacts_it_has_not_accepted(
 
 WRITER = """
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from calendars import compiled
 program = compiled.load(Path(sys.argv[1]), Path(sys.argv[2]))
@@ -272,3 +273,24 @@ def test_planning_writes_in_bounded_chunks(sqlite_store: str, monkeypatch: pytes
     added = plan_month()["added"]
     assert added > 7 * 3 and max(sizes) == 7 and sum(sizes) == added
     assert count_items() == added
+
+
+def test_unannounced_draws_in_batches_give_every_unit_its_own_days(
+    session: Any, ctx: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    duty = next(d for d in ctx.program.duties.values() if d.unannounced is not None and d.category is None)
+    units = ctx.program.assignees(duty)
+    assert len(units) > 1
+    monkeypatch.setattr(steps, "DRAW_UNITS", 1)  # one unit a batch: every batch boundary is crossed
+    start, end = date(2026, 3, 1), date(2026, 5, 31)
+    at = datetime(2026, 2, 20, 9, 0, tzinfo=ctx.zone)
+    added = steps.plan(session, ctx, start=start, end=end, at=at, only={duty.id})
+    expected = {
+        (unit_id, period.key)
+        for unit_id in units
+        for period in expand(duty, start, end, ctx.program.workdays, ctx.zone, unit=unit_id, seed=ctx.seed)
+    }
+    col = Occurrence.__table__.c  # type: ignore[attr-defined]
+    stored = set(session.execute(select(col.unit_id, col.period).where(col.duty_id == duty.id)).tuples())
+    assert added == len(expected) > 0 and stored == expected
+    assert steps.plan(session, ctx, start=start, end=end, at=at, only={duty.id}) == 0  # looked up, none twice
