@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session
 
-from flows import assessment, reports
+from flows import assessment
 from flows.cli_ladder import acting
 from flows.cli_support import AtOption, JsonOption, emit_json, err, fail, moment, out
 from flows.common import Context
@@ -77,6 +77,8 @@ def report(
     """考核报告：把最近一次考核写成 PDF 通报（--pdf）和/或 XLSX 工作簿（--xlsx），输出文件路径。"""
     if xlsx is None and pdf is None:
         fail("请用 --pdf 文件名 和/或 --xlsx 文件名 指定要写出的文件")
+    from flows import reports  # fpdf and openpyxl: a quarter of a second every other command need not pay
+
     when = moment(at)
     with acting() as (session, ctx):
         span = span_of(_period(month, ctx, when))

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font
 from sqlalchemy import select
 from sqlmodel import Session, col
 
@@ -313,6 +311,9 @@ def _append_text(sheet: Any, row: list[Any], number: int) -> None:
 
 def to_xlsx(lists: dict[str, list[list[Any]]], *, title: str) -> bytes:
     """One workbook, one sheet per list, headers bold and frozen; every cell inert."""
+    from openpyxl import Workbook  # here, not at the top: every command imports this module, few export
+    from openpyxl.styles import Alignment, Font
+
     book = Workbook()
     book.remove(book.active)
     for name, rows in lists.items():
