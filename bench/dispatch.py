@@ -37,7 +37,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 import notify.mail
-from notify import outbox
+from notify import outbox, plugins
 from notify.receivers import Inbox, free_port
 from notify.send import send_apprise, with_key
 from store.db import create_tables, make_engine
@@ -214,6 +214,7 @@ def table(title: str, medians: dict[str, float], baseline: str, messages: int, c
 
 
 def main() -> None:
+    plugins.ready()  # the product's e-mail and bots, as notify/send.py reads every URL with them
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)

@@ -18,7 +18,6 @@ import apprise
 import yaml
 from pydantic import BaseModel, ValidationError
 
-import notify.send  # noqa: F401  (validate URLs with the plugins that will send them: bots, SMS)
 from calendars.recurrence import expand, period_starts
 from calendars.schema import (
     CalendarFile,
@@ -32,6 +31,7 @@ from calendars.schema import (
     WorkdayFile,
 )
 from calendars.workdays import WorkdayCalendar
+from notify import plugins
 
 WORKDAY_FOLDER = "workdays"
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -500,8 +500,14 @@ def _contact_problems(unit: UnitSpec, program: Program, known_urls: Collection[s
             continue
         # A bad URL would be dropped silently by apprise at send time; refuse it here instead. Asking apprise costs
         # half a millisecond a URL (most of it redacting secrets for its log), so one it accepted before is not asked.
-        if contact.url not in known_urls and apprise.Apprise.instantiate(contact.url) is None:
+        if contact.url not in known_urls and _instantiate(contact.url) is None:
             yield f"{here}: unit {unit.id}: contact {contact.name!r}: invalid apprise URL {_redact(contact.url)!r}"
+
+
+def _instantiate(url: str) -> object:
+    """The URL read by the plugin that will send it (bots, SMS, e-mail: notify/plugins.py), or None."""
+    plugins.ready()
+    return apprise.Apprise.instantiate(url)
 
 
 def _unparsable(url: str) -> str:

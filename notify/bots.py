@@ -193,10 +193,7 @@ class FeishuBot(_BodyChecked, NotifyFeishu):
 
 
 def register() -> None:
-    """Use the body-checking bots for these schemas, in this process."""
+    """Use the body-checking bots for these schemas, in this process (notify/plugins.py calls it once)."""
     N_MGR.add(DingTalkBot, schemas="dingtalk", force=True)
     N_MGR.add(WeComBot, schemas="wecombot", force=True)
     N_MGR.add(FeishuBot, schemas="feishu", force=True)
-
-
-register()

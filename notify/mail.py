@@ -151,8 +151,5 @@ class TextAndHtmlEmail(NotifyEmail):
 
 
 def register() -> None:
-    """Use this e-mail for mailto:// and mailtos://, in this process."""
+    """Use this e-mail for mailto:// and mailtos://, in this process (notify/plugins.py calls it once)."""
     N_MGR.add(TextAndHtmlEmail, schemas=("mailto", "mailtos"), force=True)
-
-
-register()

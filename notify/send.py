@@ -27,9 +27,8 @@ from urllib.parse import quote
 
 import apprise
 
-import notify.mail
-import notify.sms  # noqa: F401  (registers the smsgw:// example with apprise)
-from notify.bots import RETRYABLE_CODES  # importing it also puts the body-checking bots in apprise's place
+from notify import plugins
+from notify.bots import RETRYABLE_CODES
 
 # Channels whose receivers see our idempotency key, as an HTTP header (webhooks) or a mail header.
 KEYED_SCHEMES = {"json", "jsons", "form", "forms", "xml", "xmls"}
@@ -57,6 +56,7 @@ def send_apprise(url: str, title: str, body: str, *, key: str = "") -> Outcome:
     The plugin for the URL is called directly: with one URL per delivery, apprise's fan-out (tag matching, priority
     groups, a hop through its thread pool) has nothing to do and cost a sixth of the sending time.
     """
+    plugins.ready()
     plugin = apprise.Apprise.instantiate(with_key(url, key))
     if plugin is None:
         return Outcome("failed", "invalid apprise URL")
