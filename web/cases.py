@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
@@ -45,6 +45,23 @@ class Typed:
     form_id: str = field(default_factory=lambda: secrets.token_urlsafe(12))
 
 
+def typed_form(
+    category: Annotated[str, Form(max_length=64)] = "",
+    place: Annotated[str, Form(max_length=1000)] = "",
+    note: Annotated[str, Form(max_length=4000)] = "",
+    latitude: Coordinate = "",
+    longitude: Coordinate = "",
+    unit: Annotated[str, Form(max_length=64)] = "",
+    form_id: Annotated[str, Form(max_length=64)] = "",
+) -> Typed:
+    """The form's fields, from either door."""
+    return Typed(category, place, note, latitude, longitude, unit, form_id or secrets.token_urlsafe(12))
+
+
+TypedForm = Annotated[Typed, Depends(typed_form)]
+Photos = Annotated[list[UploadFile] | None, File()]
+
+
 def filing_district(user: User) -> str | None:
     """The district an account may file for (file_case's ``district``): None for the city and district-less
     inspectors and intake accounts, who may file anywhere."""
@@ -65,20 +82,13 @@ def file_from_desk(
     session: SessionDep,
     at: NowDep,
     user: AnyUserDep,
-    category: Annotated[str, Form(max_length=64)] = "",
-    place: Annotated[str, Form(max_length=1000)] = "",
-    note: Annotated[str, Form(max_length=4000)] = "",
-    latitude: Coordinate = "",
-    longitude: Coordinate = "",
-    unit: Annotated[str, Form(max_length=64)] = "",
-    form_id: Annotated[str, Form(max_length=64)] = "",
+    typed: TypedForm,
     csrf: Annotated[str, Form(max_length=64)] = "",
-    evidence: Annotated[list[UploadFile] | None, File()] = None,
+    evidence: Photos = None,
 ) -> HTMLResponse:
     refused = check_csrf(request, csrf)
     if refused:
         return refused
-    typed = Typed(category, place, note, latitude, longitude, unit, form_id or secrets.token_urlsafe(12))
     filed, error, status = _file(session, user, typed, evidence, at=at)
     if filed is None:
         return _desk_form(request, user, typed, error=error, status_code=status)
@@ -102,21 +112,10 @@ def inspector_form(token: str, session: SessionDep, at: NowDep) -> HTMLResponse:
 
 @router.post("/i/{token}", response_class=HTMLResponse)
 def file_from_link(
-    token: str,
-    session: SessionDep,
-    at: NowDep,
-    category: Annotated[str, Form(max_length=64)] = "",
-    place: Annotated[str, Form(max_length=1000)] = "",
-    note: Annotated[str, Form(max_length=4000)] = "",
-    latitude: Coordinate = "",
-    longitude: Coordinate = "",
-    unit: Annotated[str, Form(max_length=64)] = "",
-    form_id: Annotated[str, Form(max_length=64)] = "",
-    evidence: Annotated[list[UploadFile] | None, File()] = None,
+    token: str, session: SessionDep, at: NowDep, typed: TypedForm, evidence: Photos = None
 ) -> HTMLResponse:
     """No CSRF token: the link itself is the credential, and another site cannot know it."""
     user = _inspector_for(session, token, at)
-    typed = Typed(category, place, note, latitude, longitude, unit, form_id or secrets.token_urlsafe(12))
     filed, error, status = _file(session, user, typed, evidence, at=at)
     if filed is None:
         return _link_form(token, user, typed, error=error, status_code=status)
