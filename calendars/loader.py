@@ -34,6 +34,9 @@ from calendars.workdays import WorkdayCalendar
 from notify import plugins
 
 WORKDAY_FOLDER = "workdays"
+# The fields of a unit a problem is ever reported at (its contacts have their own locations): keeping every field's
+# line of every unit cost a province's units file a hundred megabytes.
+UNIT_FIELDS_CITED = frozenset({"district"})
 YAML_SUFFIXES = (".yaml", ".yml")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -114,7 +117,7 @@ for _tag, (_pattern, _first) in PLAIN_SCALARS.items():
     _LineLoader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a province's units file gives hundreds of thousands of them
 class Location:
     path: str
     line: int
@@ -287,9 +290,10 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
         ("duty", "duties", parsed.duties, program.duties),
         ("category", "categories", parsed.categories, program.categories),
     )
+    name = str(path)  # one string shared by every location in the file
     for kind, section, items, known in sections:
         for item, index in zip(items, _raw_positions(raw, section, items), strict=True):
-            here = Location(str(path), _line_of(raw, (section, index)))
+            here = Location(name, _line_of(raw, (section, index)))
             previous = program.where.get((kind, item.id))
             if previous is not None:
                 problems.append(f"{here}: duplicate {kind} id {item.id!r} (first at {previous})")
@@ -298,11 +302,12 @@ def _read_file(path: Path, program: Program) -> tuple[list[str], bool]:
             program.where[(kind, item.id)] = here
             node = raw[section][index]
             for field_name, line in node.key_lines.items():
-                program.where[(kind, f"{item.id}.{field_name}")] = Location(str(path), line)
+                if kind != "unit" or field_name in UNIT_FIELDS_CITED:
+                    program.where[(kind, f"{item.id}.{field_name}")] = Location(name, line)
     for unit, index in zip(parsed.units, _raw_positions(raw, "units", parsed.units), strict=True):
         for number, contact in enumerate(unit.contacts):
             line = _line_of(raw, ("units", index, "contacts", number, "url"))
-            program.where[("contact", f"{unit.id}/{contact.name}")] = Location(str(path), line)
+            program.where[("contact", f"{unit.id}/{contact.name}")] = Location(name, line)
     return problems, True
 
 
