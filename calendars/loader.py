@@ -242,7 +242,7 @@ def _yaml_files(folder: Path, depth: str) -> list[Path]:
 def _parse(path: Path, model: type[ModelT]) -> tuple[Any, ModelT | None, list[str]]:
     """The YAML with its lines, the validated model (None when invalid) and the problems, as path:line."""
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader) or LineDict()
+        raw = _load_yaml(path.read_text(encoding="utf-8")) or LineDict()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else 0
@@ -255,6 +255,76 @@ def _parse(path: Path, model: type[ModelT]) -> tuple[Any, ModelT | None, list[st
         return raw, model.model_validate(raw), []
     except ValidationError as exc:
         return raw, None, [f"{path}:{_error_line(raw, err)}: {_describe(err)}" for err in exc.errors()]
+
+
+def _load_yaml(text: str) -> Any:
+    """The document, as ``yaml.load`` with the line-keeping loader reads it, but a top-level list (a province's
+    20,000 units) composed and constructed one entry at a time: PyYAML builds a whole document's node graph before
+    any Python object, and for a units file that graph was three times the size of what it becomes."""
+    loader = _LineLoader(text)
+    try:
+        loader.get_event()  # the stream's start
+        if loader.check_event(yaml.StreamEndEvent):
+            return None
+        loader.get_event()  # the document's start
+        composer = _Composer(loader)
+        if loader.check_event(yaml.MappingStartEvent):
+            data = _top_mapping(loader, composer)
+        else:  # not a mapping: read as yaml.load would, for the caller to refuse
+            data = loader.construct_document(composer.compose_node(None, 0))
+        loader.get_event()  # the document's end
+        if not loader.check_event(yaml.StreamEndEvent):
+            event = loader.get_event()
+            raise yaml.composer.ComposerError(
+                "expected a single document in the stream", None, "but found another document", event.start_mark
+            )
+        return data
+    finally:
+        loader.dispose()
+
+
+class _Composer(yaml.composer.Composer):
+    """PyYAML's composer over the loader's events (libyaml's, when built with it), so a node can be composed alone;
+    the anchors are kept across nodes, as in one document."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader, self.anchors = loader, {}
+        self.check_event, self.peek_event, self.get_event = loader.check_event, loader.peek_event, loader.get_event
+        self.descend_resolver, self.ascend_resolver = loader.descend_resolver, loader.ascend_resolver
+        self.resolve = loader.resolve
+
+
+def _top_mapping(loader: Any, composer: Any) -> LineDict:
+    """The top-level mapping, each value read alone, a list's entries each alone (see ``_load_yaml``)."""
+    start = loader.get_event()
+    mapping = LineDict()
+    mapping.line, mapping.key_lines = start.start_mark.line + 1, {}
+    while not loader.check_event(yaml.MappingEndEvent):
+        key_node = composer.compose_node(None, None)
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.MarkedYAMLError(
+                "while reading a mapping",
+                start.start_mark,
+                "a key must be a name, not a list or mapping",
+                key_node.start_mark,
+            )
+        key = loader.construct_document(key_node)
+        if key in mapping:
+            raise yaml.MarkedYAMLError(
+                "while reading a mapping", start.start_mark, f"duplicate key {key!r}", key_node.start_mark
+            )
+        if loader.check_event(yaml.SequenceStartEvent) and not loader.peek_event().anchor:
+            loader.get_event()
+            entries = []
+            while not loader.check_event(yaml.SequenceEndEvent):
+                entries.append(loader.construct_document(composer.compose_node(None, None)))
+            loader.get_event()
+            mapping[key] = entries
+        else:
+            mapping[key] = loader.construct_document(composer.compose_node(None, None))
+        mapping.key_lines[str(key)] = key_node.start_mark.line + 1
+    loader.get_event()
+    return mapping
 
 
 def _read_workdays(path: Path, program: Program) -> list[str]:
