@@ -25,7 +25,7 @@ from calendars.clocks import Duration
 from calendars.loader import Program
 from calendars.schema import CategorySpec
 from flows import actions, ladder
-from flows.common import Context, case_clock, workday_moment
+from flows.common import Context, case_clock, open_batches, workday_moment
 from flows.decisions import tell_unit
 from flows.notice_batches import queue_notices
 from flows.notices import message, queue, recipients_of
@@ -36,7 +36,8 @@ from store.queries import audit
 MAX_PLACE = 200
 MAX_NOTE = 2000
 MAX_REASON = 500
-NOT_OURS_GRACE = timedelta(minutes=1)
+# An extension approved after the date the unit asked for has passed still gives the unit this long.
+EXTENSION_FLOOR = timedelta(minutes=1)
 
 
 class CaseError(Exception):
@@ -92,7 +93,7 @@ def file_case(
     if category is None:
         raise CaseError(f"没有编号为 {new.category_id} 的案件类别；可选：{categories_text(ctx.program)}。")
     if new.external_id:
-        earlier = _by_external_id(session, reporter, new.external_id)
+        earlier = by_external_id(session, reporter, new.external_id)
         if earlier is not None:
             return Filed(earlier, False, [])
     _check_text(new)
@@ -121,7 +122,7 @@ def file_case(
         session.flush()
     except IntegrityError:  # the same external id filed at the same moment by another request: that one stands
         session.rollback()
-        earlier = _by_external_id(session, reporter, new.external_id or "")
+        earlier = by_external_id(session, reporter, new.external_id or "")
         if earlier is None:
             raise
         return Filed(earlier, False, [])
@@ -300,7 +301,7 @@ def ask(session: Session, ctx: Context, *, occurrence_id: int, asked: Asked, at:
     )
     session.add(request)
     session.flush()
-    if _pauses(ctx, item):
+    if pauses_while_requested(ctx.program, item.duty_id):
         item.next_escalate_at = item.next_remind_at = None
         session.add(item)
     audit(
@@ -337,7 +338,7 @@ def decide(
     _need_reason(answer)
     item = session.get(Occurrence, request.occurrence_id, populate_existing=True)
     assert item is not None
-    paused = _pauses(ctx, item)
+    paused = pauses_while_requested(ctx.program, item.duty_id)
     if paused:
         _resume(ctx, item, since=request.at, at=at)
     request.status = "approved" if approve else "rejected"
@@ -415,7 +416,8 @@ CASE_STATES = {
 # ---------------------------------------------------------------- inside
 
 
-def _by_external_id(session: Session, reporter: str, external_id: str) -> Case | None:
+def by_external_id(session: Session, reporter: str, external_id: str) -> Case | None:
+    """The case this reporter filed before under its own id (idempotent intake)."""
     query = select(Case).where(col(Case.reporter) == reporter[:64], col(Case.external_id) == external_id)
     return session.execute(query).scalars().first()
 
@@ -516,8 +518,9 @@ def _check_asked(session: Session, ctx: Context, item: Occurrence, asked: Asked,
         raise CaseError("挂账申请须填写今天以后的复核日期。")
 
 
-def _pauses(ctx: Context, item: Occurrence) -> bool:
-    duty = ctx.program.duties.get(item.duty_id)
+def pauses_while_requested(program: Program, duty_id: str) -> bool:
+    """Whether an item's category stops its clock while a unit's request waits."""
+    duty = program.duties.get(duty_id)
     return duty is not None and duty.category is not None and duty.category.pause_while_requested
 
 
@@ -542,7 +545,7 @@ def _grant(
     reason = f"同意{REQUEST_KINDS[request.kind]}：{answer.strip()}"
     try:
         if request.kind == "extend" and request.due_at is not None:
-            due = max(request.due_at, at + NOT_OURS_GRACE)
+            due = max(request.due_at, at + EXTENSION_FLOOR)
             actions.extend(session, occurrence_id=item.id or 0, due=due, reason=reason, actor=actor, at=at, role=role)
         elif request.kind == "park" and request.review_on is not None:
             actions.park(
@@ -604,25 +607,11 @@ class Supervision:
 
 def supervise(session: Session, ctx: Context, *, at: datetime) -> Supervision:
     """The minute-level ladder of cases: each case item whose moment has come climbs, its notices are queued
-    grouped, and what is due is sent. Idle, it is three indexed reads (docs/benchmarks.md, bench/cases.py)."""
+    grouped, and what is due is sent. Idle, it is three indexed reads (docs/benchmarks.md, bench/supervise.py)."""
     report = Supervision()
     items = Occurrence.__table__.c  # type: ignore[attr-defined]
-    query = (
-        select(Occurrence)
-        .where(
-            items.case_id.is_not(None),
-            items.next_escalate_at <= at,
-            items.done_at.is_(None),
-            items.waived_at.is_(None),
-            items.parked_at.is_(None),
-        )
-        .order_by(items.next_escalate_at, items.id)
-        .limit(500)
-        .execution_options(populate_existing=True)
-    )
-    late = list(session.execute(query).scalars())
-    if late:
-        report.climbed = ladder.climb_batch(session, ctx, late, at=at)
+    for late in open_batches(session, "next_escalate_at", at, where=items.case_id.is_not(None)):
+        report.climbed += ladder.climb_batch(session, ctx, late, at=at)
     report.notices = queue_notices(session, ctx, at=at)
     report.sent = outbox.dispatch(session, ctx.send, at=at, stop=lambda: False).sent
     return report

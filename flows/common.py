@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlmodel import Session
 
 from calendars.clocks import Clock, parse_windows
@@ -42,16 +42,18 @@ def open_rows(session: Session, moment: str, at: datetime) -> Iterator[Occurrenc
         yield from batch
 
 
-def open_batches(session: Session, moment: str, at: datetime) -> Iterator[list[Occurrence]]:
+def open_batches(session: Session, moment: str, at: datetime, *, where: Any = None) -> Iterator[list[Occurrence]]:
     """Open occurrences whose ``moment`` column has come, in batches; each batch is committed after use.
 
     Only the rows that are due cost anything (the column is indexed), so a tick's cost follows the work due, not
     the size of the ledger. A row another worker has just claimed may show up again: it is yielded only once.
+    ``where`` narrows the rows further (the cases' supervision: case items only).
     """
     col = Occurrence.__table__.c  # type: ignore[attr-defined]
     query = (
         select(Occurrence)
         .where(col[moment] <= at, col.done_at.is_(None), col.waived_at.is_(None), col.parked_at.is_(None))
+        .where(true() if where is None else where)
         .order_by(col[moment], col.id)
         .limit(BATCH)
         .execution_options(populate_existing=True)

@@ -20,8 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlmodel import Session, col
+from sqlmodel import Session
 from starlette.responses import Response as StarletteResponse
 
 from flows import cases
@@ -139,7 +138,7 @@ def file_case(body: CaseIn, response: Response, session: SessionDep, at: NowDep,
     if scope.role not in auth.FILING_ROLES:
         raise HTTPException(403, "该账号不能上报案件。")
     reporter = f"api:{scope.username}"
-    earlier = _replayed(session, reporter, body.external_id)
+    earlier = cases.by_external_id(session, reporter, body.external_id) if body.external_id else None
     if earlier is not None:  # the caller's retry: answered from the store, nothing decoded, stored or sent
         response.status_code = 200
         return case_out(session, earlier, at=at, created=False)
@@ -165,13 +164,6 @@ def file_case(body: CaseIn, response: Response, session: SessionDep, at: NowDep,
     if not filed.created:
         response.status_code = 200
     return case_out(session, filed.case, at=at, created=filed.created)
-
-
-def _replayed(session: Session, reporter: str, external_id: str | None) -> Case | None:
-    if not external_id:
-        return None
-    query = select(Case).where(col(Case.reporter) == reporter, col(Case.external_id) == external_id)
-    return session.execute(query).scalars().first()
 
 
 def _photos(body: CaseIn) -> list[Photo]:

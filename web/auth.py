@@ -57,11 +57,6 @@ class Scope:
     def allows(self, unit: Unit) -> bool:
         return self.role == "city" or (unit.district or unit.id) == self.district
 
-    def may_file_for(self, district: str | None) -> bool:
-        """Whether this account may file a case for a unit of ``district``: the city and a district-less inspector or
-        intake account anywhere, the others in their own district."""
-        return (self.district is None and self.role != "district") or self.district == district
-
 
 MANAGER_ROLES = ("city", "district")
 FILING_ROLES = ("city", "district", "inspector", "intake")

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlmodel import Session, col
 
 from calendars.loader import CalendarError
+from flows import cases
 from store.models import Case, Confirmation, Occurrence, UnitRequest
 from store.settings import get_settings
 from web import photos
@@ -150,7 +151,6 @@ def requests_of(session: Session, occurrence_id: int) -> list[UnitRequest]:
 def pauses(duty_id: str) -> bool:
     """Whether the item's category stops its clock while a request waits."""
     try:
-        duty = program().duties.get(duty_id)
+        return cases.pauses_while_requested(program(), duty_id)
     except CalendarError:
         return False
-    return duty is not None and duty.category is not None and duty.category.pause_while_requested
