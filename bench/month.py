@@ -156,7 +156,7 @@ def confirm_some(
                 session, occurrence_id=item.id or 0, note="已完成", evidence=[], at=moment, client="month", check=check
             )
             if checks and check is not None and not check.passed:  # as the check's own page does
-                spot_checks.file_finding(session, checks[0], occurrence=item, form_id="single", photos={}, at=moment)
+                spot_checks.file_finding(session, checks[0], occurrence=item, form_id="single", at=moment)
 
 
 def spot_check(session: Session, item: Occurrence, program: Program, draws: random.Random) -> SpotCheck | None:

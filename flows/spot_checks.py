@@ -136,15 +136,16 @@ def file_finding(
     *,
     occurrence: Occurrence,
     form_id: str,
-    photos: dict[str, str],
     at: datetime,
+    photos: list[str] | None = None,
+    photos_taken: dict[str, str] | None = None,
     photos_gps: dict[str, list[float]] | None = None,
 ) -> str:
     """The 不合格 result just recorded with ``form_id`` becomes a case of the duty's finding category for the checked
     unit, dispatched and told at once; a replayed form is the same case (external id ``check:<result id>``).
 
-    ``photos``: the report's stored photos with their EXIF capture times. Returns the sentence the checking unit
-    reads on its page, or "" when there is nothing to file."""
+    ``photos``: the report's stored photos, with their EXIF capture times and points. Returns the sentence the
+    checking unit reads on its page, or "" when there is nothing to file."""
     category_id = finding_category(ctx.program, occurrence.duty_id)
     result = _failed_result(session, occurrence.id or 0, form_id)
     if category_id is None or result is None:
@@ -157,8 +158,8 @@ def file_finding(
         note=result.problem,
         unit_id=result.subject_id if result.subject_id in cases.candidates(ctx.program, category) else None,
         external_id=f"check:{result.id}",
-        photos=list(photos),
-        photos_taken={name: taken for name, taken in photos.items() if taken},
+        photos=photos or [],
+        photos_taken=photos_taken or {},
         photos_gps=photos_gps or {},
         check_result_id=result.id,
     )

@@ -30,9 +30,9 @@ from store.settings import get_settings
 from web import auth
 from web.api import AnyScopeDep, Refusal
 from web.auth import Scope
-from web.cases import stored_photos
+from web.cases import case_photos
 from web.common import NowDep, RowId, SessionDep, context
-from web.photos import MAX_FILE_BYTES, MAX_FILES, MAX_NOTE, Photo, read_photos
+from web.photos import MAX_FILE_BYTES, MAX_FILES, MAX_NOTE, Photo, keep, read_photos
 
 
 class Invalid(BaseModel):
@@ -151,7 +151,7 @@ def file_case(body: CaseIn, response: Response, session: SessionDep, at: NowDep,
         longitude=body.longitude,
         unit_id=body.unit or None,
         external_id=body.external_id,
-        **stored_photos(uploaded),
+        **case_photos(keep(uploaded)),
     )
     ctx = context(session)
     district = None if scope.role == "city" else scope.district

@@ -189,7 +189,7 @@ def _file(
         longitude=longitude,
         unit_id=typed.unit or None,
         external_id=f"form:{typed.form_id}"[:64],
-        **stored_photos(uploaded),
+        **case_photos(photos.keep(uploaded)),
     )
     ctx = context(session)
     try:
@@ -209,19 +209,9 @@ def _file(
     return filed, "", 200
 
 
-def stored_photos(uploaded: list[photos.Photo]) -> dict[str, Any]:
-    """Keep the photos (by content hash) and return NewCase's photo fields: names, EXIF capture times and, where the
-    photo carries one, its GPS point (``Photo.gps`` is read by web/photos.py once it knows how)."""
-    names, taken, gps = [], {}, {}
-    for photo in uploaded:
-        name = photos.store_photo(photo.data, photo.kind)
-        names.append(name)
-        if photo.taken:
-            taken[name] = photo.taken
-        point = getattr(photo, "gps", None)
-        if point is not None:
-            gps[name] = [float(point[0]), float(point[1])]
-    return {"photos": names, "photos_taken": taken, "photos_gps": gps}
+def case_photos(kept: photos.Kept) -> dict[str, Any]:
+    """NewCase's photo fields from the stored photos."""
+    return {"photos": kept.names, "photos_taken": kept.taken, "photos_gps": kept.gps}
 
 
 def _coordinates(latitude: str, longitude: str) -> tuple[float | None, float | None]:

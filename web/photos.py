@@ -14,6 +14,7 @@ import io
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -236,6 +237,25 @@ def _metres(metres: float) -> str:
     if metres < 1000:
         return f"{round(metres)} 米"
     return f"{metres / 1000:.1f}".removesuffix(".0") + " 公里"
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Stored photos by name, with what their EXIF says of when ("YYYY-MM-DD HH:MM") and where each was taken."""
+
+    names: list[str]
+    taken: dict[str, str]
+    gps: dict[str, list[float]]
+
+
+def keep(uploaded: list[Photo]) -> Kept:
+    """Store each photo (the same photo twice is one name) and keep its capture time and point, where it has them."""
+    stored = {store_photo(photo.data, photo.kind): photo for photo in uploaded}
+    return Kept(
+        names=list(stored),
+        taken={name: photo.taken for name, photo in stored.items() if photo.taken},
+        gps={name: [float(photo.gps[0]), float(photo.gps[1])] for name, photo in stored.items() if photo.gps},
+    )
 
 
 def store_photo(data: bytes, kind: str) -> str:

@@ -241,15 +241,15 @@ def post_confirmation(
             entered=entered,
             subjects=subjects,
         )
-    stored = {photos.store_photo(photo.data, photo.kind): photo for photo in uploaded}
+    kept = photos.keep(uploaded)
     occurrence_id = occurrence.id or 0  # read now: confirm() expires the item, and reading it then costs a query
     outcome = confirm(
         session,
         occurrence_id=occurrence_id,
         note=note.strip(),
-        evidence=list(stored),
-        evidence_taken={name: photo.taken for name, photo in stored.items() if photo.taken},
-        evidence_gps={name: list(photo.gps) for name, photo in stored.items() if photo.gps},
+        evidence=kept.names,
+        evidence_taken=kept.taken,
+        evidence_gps=kept.gps,
         at=at,
         client=request.headers.get("user-agent", ""),
         amount=quantity,
@@ -260,16 +260,15 @@ def post_confirmation(
         return problem_page(409, "事项已关闭", "该事项已由管理部门免除，无需确认。")
     filed = ""
     if check is not None and not check.passed:  # a 不合格 finding becomes a case, dispatched now (H2, issue 15)
-        taken = {name: photo.taken for name, photo in stored.items()}
-        gps = {name: list(photo.gps) for name, photo in stored.items() if photo.gps}
         filed = spot_checks.file_finding(
             session,
             context(session),
             occurrence=occurrence,
             form_id=form_id or "single",
-            photos=taken,
-            photos_gps=gps,
             at=at,
+            photos=kept.names,
+            photos_taken=kept.taken,
+            photos_gps=kept.gps,
         )
     # Its new state and reports, once everything is written; the token was checked above and is not read again.
     _reading_only(session)
